@@ -1,0 +1,46 @@
+#include "trainer/cli.h"
+
+#include <iostream>
+
+#include "modules/common/error.h"
+#include "modules/common/torch_compat.h"
+
+namespace c2c::cli {
+namespace {
+
+struct Command {
+  const char* name;
+  int (*run)(const std::vector<std::string>&);
+  const char* summary;
+};
+
+// The one table of sub-commands.
+const Command kCommands[] = {
+    {"generate", cmd_generate, "generate text with one model, or with a receiver + sharer(s) + fuser"},
+    {"tokenize", cmd_tokenize, "print token ids and character offsets of a text"},
+};
+
+void print_usage() {
+  std::cout << "usage: c2c <command> [options]   (c2c <command> --help for its options)\n\n";
+  for (const auto& c : kCommands) std::cout << "  " << c.name << "\t" << c.summary << "\n";
+  std::cout << "\nLibTorch " << compat::torch_version() << "\n";
+}
+
+}  // namespace
+
+int run(int argc, char** argv) {
+  if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
+    print_usage();
+    return argc < 2 ? 2 : 0;
+  }
+  const std::string name = argv[1];
+  std::vector<std::string> rest(argv + 2, argv + argc);
+  for (const auto& c : kCommands) {
+    if (name == c.name) return c.run(rest);
+  }
+  std::string known;
+  for (const auto& c : kCommands) known += std::string(known.empty() ? "" : ", ") + c.name;
+  fail("unknown command '", name, "'\nHINT: the commands are: ", known);
+}
+
+}  // namespace c2c::cli

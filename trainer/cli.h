@@ -1,0 +1,15 @@
+// Sub-commands of the `c2c` binary. Each lives in its own cli_<name>.cpp and is listed once in
+// the table in cli.cpp.
+#pragma once
+#include <string>
+#include <vector>
+
+namespace c2c::cli {
+
+int run(int argc, char** argv);
+
+// Each sub-command takes the arguments after its name.
+int cmd_generate(const std::vector<std::string>& argv);
+int cmd_tokenize(const std::vector<std::string>& argv);
+
+}  // namespace c2c::cli
