@@ -18,6 +18,7 @@ struct Command {
 const Command kCommands[] = {
     {"generate", cmd_generate, "generate text with one model, or with a receiver + sharer(s) + fuser"},
     {"tokenize", cmd_tokenize, "print token ids and character offsets of a text"},
+    {"make-random-model", cmd_make_random_model, "write a random-weight model folder with published shapes"},
 };
 
 void print_usage() {

@@ -1,0 +1,67 @@
+// Benchmark (not a test): prefill and decode tokens per second and peak memory of one model.
+//   build/bench_llm MODEL_DIR [--prompt-tokens 128] [--new-tokens 64] [--batch 1] [--repeats 3]
+//   build/bench_llm --preset bench-25m     (writes a random ~25M-parameter model to a temp folder)
+#include <chrono>
+#include <filesystem>
+#include <iostream>
+
+#include "modules/common/error.h"
+#include "modules/common/torch_compat.h"
+#include "modules/generate.h"
+#include "modules/llm.h"
+#include "modules/random_model.h"
+#include "trainer/args.h"
+
+using namespace c2c;
+
+int main(int argc, char** argv) {
+  try {
+    cli::Args args("bench_llm", std::vector<std::string>(argv + 1, argv + argc), {});
+    const int64_t prompt_tokens = args.integer("prompt-tokens", 128);
+    const int64_t new_tokens = args.integer("new-tokens", 64);
+    const int64_t batch = args.integer("batch", 1);
+    const int64_t repeats = args.integer("repeats", 3);
+    const int64_t threads = args.integer("threads", 0);
+    std::string dir = args.positional().empty() ? "" : args.positional()[0];
+    const std::string preset = args.str("preset", "");
+    args.finish();
+    if (threads > 0) torch::set_num_threads(static_cast<int>(threads));
+    if (dir.empty()) {
+      C2C_CHECK(!preset.empty(), "usage: bench_llm MODEL_DIR | --preset NAME [--prompt-tokens N] "
+                                 "[--new-tokens N] [--batch B] [--repeats R]");
+      dir = (std::filesystem::temp_directory_path() / ("c2c_bench_" + preset)).string();
+      if (!std::filesystem::exists(dir + "/model.safetensors"))
+        write_random_model(dir, random_model_preset(preset), 0);
+    }
+    auto model = LLM::load(dir);
+    const auto& c = model->config();
+    std::cout << "model " << dir << ": " << c.model_type << ", " << c.num_parameters() / 1e6
+              << "M parameters, " << c.num_layers << " layers, hidden " << c.hidden_size
+              << "; LibTorch " << compat::torch_version() << ", " << torch::get_num_threads()
+              << " threads\n";
+    torch::manual_seed(0);
+    std::vector<std::vector<int64_t>> prompts(batch);
+    for (auto& p : prompts) {
+      auto r = torch::randint(3, c.vocab_size, {prompt_tokens}, torch::kInt64);
+      p.assign(r.data_ptr<int64_t>(), r.data_ptr<int64_t>() + prompt_tokens);
+    }
+    GenerateOptions opts;
+    opts.max_new_tokens = new_tokens;
+    generate(*model, prompts, opts);  // warm-up
+    double best_prefill = 0, best_decode = 0;
+    for (int64_t r = 0; r < repeats; ++r) {
+      auto res = generate(*model, prompts, opts);
+      best_prefill = std::max(best_prefill, res.timings.prefill_tokens / res.timings.prefill_s);
+      best_decode = std::max(best_decode, res.timings.decode_tokens / res.timings.decode_s);
+    }
+    std::cout << "batch " << batch << ", prompt " << prompt_tokens << " tokens, " << new_tokens
+              << " new tokens (best of " << repeats << ")\n"
+              << "  prefill: " << static_cast<int64_t>(best_prefill) << " tokens/s\n"
+              << "  decode:  " << static_cast<int64_t>(best_decode) << " tokens/s\n"
+              << "  peak resident memory: " << compat::peak_host_memory_bytes() / (1 << 20) << " MiB\n";
+    return 0;
+  } catch (const std::exception& e) {
+    std::cerr << "bench_llm: error: " << e.what() << "\n";
+    return 1;
+  }
+}
