@@ -50,6 +50,13 @@ WeightSource open_weights(const std::string& dir) {
   return src;
 }
 
+// x (R, in) times weight (out, in)^T. A single row (decode at batch 1) goes through a GEMV:
+// OpenBLAS's GEMM with one row and a transposed operand runs 2-3x slower than its GEMV here.
+torch::Tensor project(const torch::Tensor& x, const torch::Tensor& w) {
+  if (x.size(0) == 1) return torch::mv(w, x[0]).unsqueeze(0);
+  return torch::mm(x, w.t());
+}
+
 torch::Tensor rotate_half(const torch::Tensor& x) {
   const int64_t half = x.size(-1) / 2;
   return torch::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
@@ -212,8 +219,8 @@ torch::Tensor LLM::forward_hidden(const torch::Tensor& ids_in, const torch::Tens
   for (int64_t l = 0; l < c.num_layers; ++l) {
     const Layer& L = layers_[l];
     auto h = rms_norm(x, L.in_norm);
-    auto qkv = L.qkv_b.defined() ? torch::addmm(L.qkv_b, h.reshape({B * T, E}), L.qkv_w.t())
-                                 : torch::mm(h.reshape({B * T, E}), L.qkv_w.t());
+    auto qkv = project(h.reshape({B * T, E}), L.qkv_w);
+    if (L.qkv_b.defined()) qkv = qkv + L.qkv_b;
     auto q = qkv.narrow(1, 0, Hq * D).view({B, T, Hq, D});
     auto k = qkv.narrow(1, Hq * D, H * D).view({B, T, H, D});
     auto v = qkv.narrow(1, (Hq + H) * D, H * D).view({B, T, H, D});
@@ -235,19 +242,23 @@ torch::Tensor LLM::forward_hidden(const torch::Tensor& ids_in, const torch::Tens
     auto scores = torch::matmul(qg, K.transpose(-1, -2)).mul_(scale).view({B, H, G, T, S}) + bias;
     auto probs = torch::softmax(scores, -1, torch::kFloat32).to(opts_.dtype).view({B, H, G * T, S});
     auto attn = torch::matmul(probs, Vc).view({B, Hq, T, D}).transpose(1, 2).reshape({B * T, Hq * D});
-    x = x + torch::mm(attn, L.o_w.t()).view({B, T, E});
+    x = x + project(attn, L.o_w).view({B, T, E});
     h = rms_norm(x, L.post_norm).reshape({B * T, E});
-    auto gu = torch::mm(h, L.gate_up_w.t());
+    auto gu = project(h, L.gate_up_w);
     const int64_t I = c.intermediate_size;
     auto act = torch::silu(gu.narrow(1, 0, I)) * gu.narrow(1, I, I);
-    x = x + torch::mm(act, L.down_w.t()).view({B, T, E});
+    x = x + project(act, L.down_w).view({B, T, E});
   }
   cache.commit(mask);
   return rms_norm(x, final_norm_);
 }
 
 torch::Tensor LLM::logits(const torch::Tensor& hidden) const {
-  return torch::matmul(hidden, lm_head_.t()).to(torch::kFloat32);
+  const auto sizes = hidden.sizes().vec();
+  auto out = project(hidden.reshape({-1, hidden.size(-1)}), lm_head_);
+  auto shape = sizes;
+  shape.back() = lm_head_.size(0);
+  return out.view(shape).to(torch::kFloat32);
 }
 
 torch::Tensor LLM::forward(const torch::Tensor& ids, const torch::Tensor& mask, KVCache& cache,
