@@ -21,6 +21,7 @@ namespace c2c {
 struct SharerInput {
   std::vector<std::vector<int64_t>> ids;        // per row, the sharer's prefix tokens
   std::vector<std::vector<int64_t>> slot_of;    // per row, per receiver prefix position
+  std::vector<std::vector<uint8_t>> mask;       // per row, 1 on real sharer tokens (empty: all)
 };
 
 // Identity alignment for sharers that share the receiver's tokenizer: the sharer reads the same
@@ -38,6 +39,7 @@ class FusedPipeline {
   std::shared_ptr<LLM> receiver() const { return receiver_; }
   const std::vector<std::shared_ptr<LLM>>& sharers() const { return sharers_; }
   const FuserCheckpoint& fusers() const { return fusers_; }
+  FuserCheckpoint& mutable_fusers() { return fusers_; }  // training: modes, steps, noise seeds
 
   // Generation from receiver prompt ids; sharers reading the same tokenization (identity
   // alignment). Timings: prefill_s covers both prefills, hook_s the fusion alone.

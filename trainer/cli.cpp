@@ -16,9 +16,12 @@ struct Command {
 
 // The one table of sub-commands.
 const Command kCommands[] = {
+    {"train", cmd_train, "train a fuser from a YAML recipe (both LLMs frozen)"},
     {"generate", cmd_generate, "generate text with one model, or with a receiver + sharer(s) + fuser"},
     {"tokenize", cmd_tokenize, "print token ids and character offsets of a text"},
+    {"import-official", cmd_import_official, "convert a published C2C fuser (projector_*.pt) to our fuser checkpoint"},
     {"make-random-model", cmd_make_random_model, "write a random-weight model folder with published shapes"},
+    {"prepare", cmd_prepare, "turn conversations (JSONL / JSON array) into paired HDF5 training shards"},
 };
 
 void print_usage() {

@@ -11,6 +11,9 @@ int run(int argc, char** argv);
 // Each sub-command takes the arguments after its name.
 int cmd_generate(const std::vector<std::string>& argv);
 int cmd_tokenize(const std::vector<std::string>& argv);
+int cmd_import_official(const std::vector<std::string>& argv);
 int cmd_make_random_model(const std::vector<std::string>& argv);
+int cmd_prepare(const std::vector<std::string>& argv);
+int cmd_train(const std::vector<std::string>& argv);
 
 }  // namespace c2c::cli

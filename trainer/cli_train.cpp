@@ -1,0 +1,33 @@
+// `c2c train RECIPE.yaml [--set key=value ...]`: trains a fuser from a YAML recipe.
+#include <iostream>
+
+#include "modules/common/error.h"
+#include "trainer/args.h"
+#include "trainer/cli.h"
+#include "trainer/recipe.h"
+#include "trainer/trainer.h"
+
+namespace c2c::cli {
+
+int cmd_train(const std::vector<std::string>& argv) {
+  Args args("train", argv, {"help", "print-recipe"});
+  if (args.flag("help") || args.positional().size() != 1) {
+    std::cout << "usage: c2c train RECIPE.yaml [--set key=value ...] [--print-recipe]\n"
+                 "  --set train.lr=3e-4   override any recipe key (dotted), repeatable\n"
+                 "  --print-recipe        print the resolved recipe and exit\n"
+                 "See recipes/ and the README for the keys.\n";
+    return args.flag("help") ? 0 : 2;
+  }
+  const auto overrides = args.all("set");
+  const bool print_only = args.flag("print-recipe");
+  args.finish();
+  Recipe recipe = Recipe::load(args.positional()[0], overrides);
+  if (print_only) {
+    std::cout << recipe.to_yaml();
+    return 0;
+  }
+  run_training(recipe);
+  return 0;
+}
+
+}  // namespace c2c::cli

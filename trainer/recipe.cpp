@@ -1,0 +1,238 @@
+#include "trainer/recipe.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <functional>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "modules/common/error.h"
+#include "modules/common/files.h"
+
+namespace c2c {
+namespace {
+
+// One table of every recipe key: its dotted name and how to read and write it. Both the parser
+// and the printer walk this table, so they cannot drift apart.
+struct Field {
+  std::string key;
+  std::function<void(const YAML::Node&, const std::string& where)> read;
+  std::function<void(YAML::Emitter&)> write;
+};
+
+template <typename T>
+const char* type_name() {
+  if constexpr (std::is_same_v<T, bool>) return "a boolean (true/false)";
+  if constexpr (std::is_integral_v<T>) return "an integer";
+  if constexpr (std::is_floating_point_v<T>) return "a number";
+  if constexpr (std::is_same_v<T, std::string>) return "a string";
+  return "a list of strings";
+}
+
+template <typename T>
+Field field(const std::string& key, T& ref) {
+  Field f;
+  f.key = key;
+  f.read = [key, &ref](const YAML::Node& node, const std::string& where) {
+    try {
+      if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+        if (node.IsScalar()) {
+          ref = {node.as<std::string>()};  // a single sharer may be written without a list
+          return;
+        }
+        if (!node.IsSequence()) throw YAML::Exception(YAML::Mark(), "not a list");
+        ref.clear();
+        for (const auto& x : node) ref.push_back(x.as<std::string>());
+      } else {
+        if (!node.IsScalar()) throw YAML::Exception(YAML::Mark(), "not a scalar");
+        if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+          // yaml-cpp reads "1e3" as an int failure; accept integral floats like 1e3 too.
+          const double d = node.as<double>();
+          if (d != static_cast<double>(static_cast<T>(d))) throw YAML::Exception(YAML::Mark(), "");
+          ref = static_cast<T>(d);
+        } else {
+          ref = node.as<T>();
+        }
+      }
+    } catch (const YAML::Exception&) {
+      std::ostringstream v;
+      v << node;
+      fail(where, ": key '", key, "' must be ", type_name<T>(), ", got '", v.str(), "'");
+    }
+  };
+  f.write = [&ref](YAML::Emitter& out) {
+    if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+      out << YAML::Flow << ref;
+    } else {
+      out << ref;
+    }
+  };
+  return f;
+}
+
+std::vector<Field> fields(Recipe& r) {
+  return {
+      field("receiver", r.receiver),
+      field("sharers", r.sharers),
+      field("alignment", r.alignment),
+      field("fuser.hidden_dim", r.fuser.hidden_dim),
+      field("fuser.intermediate_dim", r.fuser.intermediate_dim),
+      field("fuser.num_layers", r.fuser.num_layers),
+      field("fuser.dropout", r.fuser.dropout),
+      field("fuser.initial_temperature", r.fuser.initial_temperature),
+      field("fuser.final_temperature", r.fuser.final_temperature),
+      field("fuser.anneal_steps", r.fuser.anneal_steps),
+      field("fuser.anneal", r.fuser.anneal),
+      field("fuser.layer_map", r.fuser.layer_map),
+      field("fuser.multi_sharer", r.fuser.multi_sharer),
+      field("fuser.init_from", r.fuser.init_from),
+      field("data.train", r.data.train),
+      field("data.eval", r.data.eval),
+      field("data.shuffle_buffer", r.data.shuffle_buffer),
+      field("data.pack_window", r.data.pack_window),
+      field("data.max_samples", r.data.max_samples),
+      field("train.max_steps", r.train.max_steps),
+      field("train.micro_batch_size", r.train.micro_batch_size),
+      field("train.grad_accum", r.train.grad_accum),
+      field("train.lr", r.train.lr),
+      field("train.weight_decay", r.train.weight_decay),
+      field("train.warmup_ratio", r.train.warmup_ratio),
+      field("train.schedule", r.train.schedule),
+      field("train.max_grad_norm", r.train.max_grad_norm),
+      field("train.adam_beta1", r.train.adam_beta1),
+      field("train.adam_beta2", r.train.adam_beta2),
+      field("train.adam_eps", r.train.adam_eps),
+      field("train.seed", r.train.seed),
+      field("train.device", r.train.device),
+      field("train.dtype", r.train.dtype),
+      field("train.log_every", r.train.log_every),
+      field("train.eval_every", r.train.eval_every),
+      field("train.eval_batches", r.train.eval_batches),
+      field("train.threads", r.train.threads),
+      field("checkpoint.dir", r.checkpoint.dir),
+      field("checkpoint.every", r.checkpoint.every),
+      field("checkpoint.keep_last", r.checkpoint.keep_last),
+      field("checkpoint.resume", r.checkpoint.resume),
+  };
+}
+
+// Walks a YAML mapping, applying every leaf to its field; unknown keys are errors.
+void apply(const YAML::Node& node, const std::string& prefix, std::map<std::string, Field*>& by_key,
+           const std::set<std::string>& sections, const std::string& where) {
+  C2C_CHECK(node.IsMap(), where, ": ", prefix.empty() ? "the recipe" : "section '" + prefix + "'",
+            " must be a mapping of keys");
+  for (const auto& kv : node) {
+    const std::string name = kv.first.as<std::string>();
+    const std::string key = prefix.empty() ? name : prefix + "." + name;
+    if (sections.count(key)) {
+      apply(kv.second, key, by_key, sections, where);
+      continue;
+    }
+    auto it = by_key.find(key);
+    if (it == by_key.end()) {
+      std::string known;
+      for (const auto& k : by_key)
+        if (k.first.rfind(prefix, 0) == 0) known += (known.empty() ? "" : ", ") + k.first;
+      fail(where, ": unknown key '", key, "'\nHINT: known keys", prefix.empty() ? "" : " here",
+           ": ", known);
+    }
+    it->second->read(kv.second, where);
+  }
+}
+
+}  // namespace
+
+Recipe Recipe::from_yaml_text(const std::string& text, const std::string& source,
+                              const std::vector<std::string>& overrides) {
+  Recipe r;
+  auto table = fields(r);
+  std::map<std::string, Field*> by_key;
+  for (auto& f : table) by_key[f.key] = &f;
+  const std::set<std::string> sections = {"fuser", "data", "train", "checkpoint"};
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    fail(source, ": not valid YAML: ", e.what());
+  }
+  if (root.IsDefined() && !root.IsNull()) apply(root, "", by_key, sections, source);
+  for (const auto& o : overrides) {
+    const size_t eq = o.find('=');
+    C2C_CHECK(eq != std::string::npos && eq > 0, "--set '", o, "': expected key=value");
+    const std::string key = o.substr(0, eq);
+    auto it = by_key.find(key);
+    C2C_CHECK(it != by_key.end(), "--set: unknown key '", key,
+              "'\nHINT: keys are dotted, e.g. train.lr=3e-4 or checkpoint.dir=runs/x");
+    YAML::Node value;
+    try {
+      value = YAML::Load(o.substr(eq + 1));
+    } catch (const YAML::Exception& e) {
+      fail("--set ", key, ": value is not valid YAML: ", e.what());
+    }
+    if (!value.IsDefined() || value.IsNull()) value = YAML::Node(std::string());
+    it->second->read(value, "--set");
+  }
+  r.validate();
+  return r;
+}
+
+Recipe Recipe::load(const std::string& path, const std::vector<std::string>& overrides) {
+  return from_yaml_text(read_file(path), path, overrides);
+}
+
+std::string Recipe::to_yaml() const {
+  Recipe copy = *this;
+  auto table = fields(copy);
+  YAML::Emitter out;
+  out << YAML::BeginMap;
+  std::string section;
+  for (auto& f : table) {
+    const size_t dot = f.key.find('.');
+    const std::string sec = dot == std::string::npos ? "" : f.key.substr(0, dot);
+    if (sec != section) {
+      if (!section.empty()) out << YAML::EndMap;
+      if (!sec.empty()) out << YAML::Key << sec << YAML::Value << YAML::BeginMap;
+      section = sec;
+    }
+    out << YAML::Key << (dot == std::string::npos ? f.key : f.key.substr(dot + 1)) << YAML::Value;
+    f.write(out);
+  }
+  if (!section.empty()) out << YAML::EndMap;
+  out << YAML::EndMap;
+  return std::string(out.c_str()) + "\n";
+}
+
+void Recipe::validate() const {
+  auto one_of = [](const std::string& key, const std::string& v, std::initializer_list<const char*> ok) {
+    std::string list;
+    for (const char* o : ok) {
+      if (v == o) return;
+      list += std::string(list.empty() ? "" : ", ") + o;
+    }
+    fail("recipe: ", key, " must be one of ", list, "; got '", v, "'");
+  };
+  C2C_CHECK(!receiver.empty(), "recipe: 'receiver' (a model folder) is required");
+  C2C_CHECK(!sharers.empty(), "recipe: 'sharers' needs at least one model folder");
+  one_of("alignment", alignment, {"identity", "reference_first", "reference_longest", "span"});
+  C2C_CHECK(fuser.num_layers >= 3, "recipe: fuser.num_layers must be >= 3, got ", fuser.num_layers);
+  C2C_CHECK(fuser.hidden_dim > 0 && fuser.intermediate_dim > 0, "recipe: fuser widths must be > 0");
+  C2C_CHECK(fuser.dropout >= 0 && fuser.dropout < 1, "recipe: fuser.dropout must be in [0, 1)");
+  C2C_CHECK(fuser.initial_temperature > 0 && fuser.final_temperature > 0,
+            "recipe: gate temperatures must be > 0");
+  one_of("fuser.anneal", fuser.anneal, {"geometric", "linear"});
+  one_of("fuser.multi_sharer", fuser.multi_sharer, {"sequential", "parallel"});
+  C2C_CHECK(!data.train.empty(), "recipe: data.train (a folder written by `c2c prepare`) is required");
+  C2C_CHECK(train.micro_batch_size > 0 && train.grad_accum > 0,
+            "recipe: train.micro_batch_size and train.grad_accum must be > 0");
+  C2C_CHECK(train.lr > 0, "recipe: train.lr must be > 0");
+  C2C_CHECK(train.warmup_ratio >= 0 && train.warmup_ratio < 1, "recipe: train.warmup_ratio must be in [0, 1)");
+  one_of("train.schedule", train.schedule, {"linear", "cosine", "constant"});
+  one_of("train.device", train.device, {"auto", "cpu", "cuda"});
+  one_of("train.dtype", train.dtype, {"auto", "float32", "bfloat16"});
+  C2C_CHECK(train.max_steps >= 0, "recipe: train.max_steps must be >= 0");
+  C2C_CHECK(checkpoint.keep_last >= 1, "recipe: checkpoint.keep_last must be >= 1");
+  C2C_CHECK(!checkpoint.dir.empty(), "recipe: checkpoint.dir is required");
+}
+
+}  // namespace c2c

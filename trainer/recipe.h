@@ -1,0 +1,79 @@
+// Training recipes: plain structs with defaults, overridden by a YAML file, overridden by
+// `--set key=value` (STYLE.md item 7). Every key is known: an unknown key or a wrong type is an
+// error naming the key and the file. validate() derives and checks the rest. The resolved recipe
+// is printed at start and saved beside each checkpoint.
+#pragma once
+#include <string>
+#include <vector>
+
+namespace c2c {
+
+struct FuserRecipe {
+  int64_t hidden_dim = 1024;
+  int64_t intermediate_dim = 1024;
+  int64_t num_layers = 3;
+  double dropout = 0.1;
+  double initial_temperature = 1.0;
+  double final_temperature = 0.001;
+  int64_t anneal_steps = 0;            // 0: the run's total optimizer steps
+  std::string anneal = "geometric";    // geometric | linear
+  std::string layer_map = "last_aligned";  // last_aligned | k_nearest | "t:s,t:s,..."
+  std::string multi_sharer = "sequential";  // sequential | parallel
+  std::string init_from;               // a fuser checkpoint folder to start from (optional)
+};
+
+struct DataRecipe {
+  std::string train;                   // folder written by `c2c prepare`
+  std::string eval;                    // optional held-out folder
+  int64_t shuffle_buffer = 1024;
+  int64_t pack_window = 16;            // batches sorted by length together
+  int64_t max_samples = 0;             // 0: all
+};
+
+struct TrainRecipe {
+  int64_t max_steps = 0;               // optimizer steps; 0: one pass over the data
+  int64_t micro_batch_size = 4;
+  int64_t grad_accum = 1;
+  double lr = 1e-4;
+  double weight_decay = 0.01;
+  double warmup_ratio = 0.1;
+  std::string schedule = "linear";     // linear | cosine | constant (after warm-up)
+  double max_grad_norm = 1.0;
+  double adam_beta1 = 0.9;
+  double adam_beta2 = 0.999;
+  double adam_eps = 1e-8;
+  int64_t seed = 42;
+  std::string device = "auto";         // auto | cpu | cuda
+  std::string dtype = "auto";          // auto (bf16 on CUDA, fp32 on CPU) | float32 | bfloat16
+  int64_t log_every = 1;
+  int64_t eval_every = 0;              // 0: no periodic held-out loss
+  int64_t eval_batches = 8;
+  int64_t threads = 0;                 // CPU threads; 0: LibTorch's default
+};
+
+struct CheckpointRecipe {
+  std::string dir = "runs/c2c";        // output folder (checkpoints, metrics, final fuser)
+  int64_t every = 0;                   // 0: only at the end
+  int64_t keep_last = 2;
+  bool resume = true;                  // continue from the newest checkpoint in dir if any
+};
+
+struct Recipe {
+  std::string receiver;                // Hugging Face model folder
+  std::vector<std::string> sharers;
+  std::string alignment = "identity";  // must match how the data was prepared
+  FuserRecipe fuser;
+  DataRecipe data;
+  TrainRecipe train;
+  CheckpointRecipe checkpoint;
+
+  // Reads `path` (YAML), applies `overrides` ("train.lr=3e-4"), validates.
+  static Recipe load(const std::string& path, const std::vector<std::string>& overrides = {});
+  // Defaults + overrides only (tests).
+  static Recipe from_yaml_text(const std::string& text, const std::string& source,
+                               const std::vector<std::string>& overrides = {});
+  std::string to_yaml() const;
+  void validate() const;
+};
+
+}  // namespace c2c

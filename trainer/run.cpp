@@ -1,0 +1,243 @@
+// run_training: the loop around FuserTrainer — data stream, accumulation, AdamW, schedules,
+// progress line, metrics, held-out loss, checkpoints and exact resume.
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+
+#include "data/stream.h"
+#include "modules/common/error.h"
+#include "modules/common/files.h"
+#include "modules/common/torch_compat.h"
+#include "modules/fuser_checkpoint.h"
+#include "trainer/checkpoint.h"
+#include "trainer/trainer.h"
+
+namespace c2c {
+namespace {
+
+// Seeds of gate noise and dropout for micro-batch m of optimizer step s: a pure function, so a
+// resumed run draws exactly what an uninterrupted one would.
+uint64_t noise_seed(int64_t seed, int64_t step, int64_t micro) {
+  uint64_t x = static_cast<uint64_t>(seed) * 0x9E3779B97F4A7C15ull ^
+               (static_cast<uint64_t>(step) << 20) ^ static_cast<uint64_t>(micro);
+  x ^= x >> 31;
+  x *= 0xBF58476D1CE4E5B9ull;
+  return x ^ (x >> 29);
+}
+
+std::string format_duration(double s) {
+  if (!std::isfinite(s) || s < 0) return "?";
+  const int64_t t = static_cast<int64_t>(s);
+  std::ostringstream o;
+  if (t >= 3600) o << t / 3600 << "h";
+  o << std::setw(t >= 3600 ? 2 : 1) << std::setfill('0') << (t % 3600) / 60 << "m" << std::setw(2)
+    << std::setfill('0') << t % 60 << "s";
+  return o.str();
+}
+
+int64_t supervised_tokens(const std::vector<PairedSample>& samples) {
+  int64_t n = 0;
+  for (const auto& s : samples) n += s.loss_end - s.loss_start;
+  return n;
+}
+
+// Mean held-out loss per supervised token, hard gates, no dropout.
+double held_out_loss(FuserTrainer& trainer, const std::string& dir, int64_t batches, int64_t step) {
+  StreamOptions so;
+  so.batch_size = trainer.recipe().train.micro_batch_size;
+  so.shuffle_buffer = 1;
+  so.pack_window = 1;
+  so.drop_last = false;
+  PairedStream stream(dir, so);
+  const int64_t n = std::min(batches, stream.batches_per_epoch());
+  trainer.set_mode(false, step);
+  torch::NoGradGuard no_grad;
+  double sum = 0;
+  int64_t tokens = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    auto batch = stream.next_batch();
+    auto ml = trainer.forward(batch.samples, 0);
+    sum += ml.loss_sum.item<double>();
+    tokens += ml.tokens;
+  }
+  return tokens > 0 ? sum / tokens : 0.0;
+}
+
+}  // namespace
+
+std::string run_training(const Recipe& input_recipe, int64_t stop_after) {
+  Recipe recipe = input_recipe;
+  if (recipe.train.threads > 0) torch::set_num_threads(static_cast<int>(recipe.train.threads));
+  const bool tty = isatty(STDERR_FILENO);
+
+  StreamOptions so;
+  so.batch_size = recipe.train.micro_batch_size;
+  so.shuffle_buffer = recipe.data.shuffle_buffer;
+  so.pack_window = recipe.data.pack_window;
+  so.seed = static_cast<uint64_t>(recipe.train.seed);
+  PairedStream stream(recipe.data.train, so);
+  const int64_t per_epoch = stream.batches_per_epoch() / recipe.train.grad_accum;
+  C2C_CHECK(per_epoch > 0 || recipe.train.max_steps > 0, "data '", recipe.data.train, "' has ",
+            stream.num_samples(), " samples: not one optimizer step of ",
+            recipe.train.micro_batch_size * recipe.train.grad_accum, " sequences");
+  const int64_t total = recipe.train.max_steps > 0 ? recipe.train.max_steps : per_epoch;
+  if (recipe.fuser.anneal_steps == 0) recipe.fuser.anneal_steps = total;
+  const int64_t warmup = static_cast<int64_t>(std::ceil(recipe.train.warmup_ratio * total));
+
+  std::cerr << "c2c train: resolved recipe\n" << recipe.to_yaml();
+  std::cerr << "c2c train: " << stream.num_samples() << " samples, " << total << " optimizer steps of "
+            << recipe.train.micro_batch_size << " x " << recipe.train.grad_accum << " sequences\n";
+
+  FuserTrainer trainer(recipe);
+  auto params = trainer.named_parameters();
+  int64_t n_params = 0;
+  for (const auto& p : params) n_params += p.second.numel();
+  std::cerr << "c2c train: " << n_params << " trainable fuser parameters on " << trainer.device()
+            << " (both LLMs frozen)\n";
+  AdamWOptions ao;
+  ao.beta1 = recipe.train.adam_beta1;
+  ao.beta2 = recipe.train.adam_beta2;
+  ao.eps = recipe.train.adam_eps;
+  ao.weight_decay = recipe.train.weight_decay;
+  AdamW optimizer(params, ao);
+
+  const std::string run_dir = recipe.checkpoint.dir;
+  std::filesystem::create_directories(run_dir);
+  write_file_atomic(join_path(run_dir, "recipe.yaml"), recipe.to_yaml());
+
+  int64_t step = 0;
+  double elapsed_before = 0, tokens_before = 0;
+  if (recipe.checkpoint.resume) {
+    if (auto last = latest_checkpoint(run_dir)) {
+      auto state = load_training_checkpoint(*last, trainer.fusers(), optimizer);
+      step = state.at("step").get<int64_t>();
+      stream.restore(StreamCursor::from_json(state.at("data_cursor")));
+      elapsed_before = state.value("elapsed_s", 0.0);
+      tokens_before = state.value("tokens_seen", 0.0);
+      std::cerr << "c2c train: resumed from " << *last << " at step " << step << "\n";
+    }
+  }
+  // Metrics of steps after the resume point are rewritten by this run.
+  const std::string metrics_path = join_path(run_dir, "metrics.jsonl");
+  {
+    std::vector<std::string> keep;
+    std::ifstream in(metrics_path);
+    for (std::string line; std::getline(in, line);) {
+      try {
+        if (nlohmann::json::parse(line).value("step", int64_t(0)) <= step) keep.push_back(line);
+      } catch (...) {
+      }
+    }
+    std::string text;
+    for (const auto& l : keep) text += l + "\n";
+    write_file_atomic(metrics_path, text);
+  }
+  std::ofstream metrics(metrics_path, std::ios::app);
+
+  auto save = [&](int64_t at_step, double elapsed, double tokens_seen) {
+    nlohmann::json state;
+    state["data_cursor"] = stream.cursor().to_json();
+    state["elapsed_s"] = elapsed;
+    state["tokens_seen"] = tokens_seen;
+    state["recipe"] = recipe.to_yaml();
+    return save_training_checkpoint(run_dir, at_step, trainer.fusers(), optimizer, state,
+                                    recipe.checkpoint.keep_last);
+  };
+
+  const auto t_start = std::chrono::steady_clock::now();
+  double tokens_seen = tokens_before;
+  const int64_t start_step = step;
+  while (step < total) {
+    // Fetch every micro-batch of the step first: the loss is the mean over all their supervised
+    // tokens, so each micro-batch's sum is scaled by the step's total before backward.
+    std::vector<PairedBatch> micro;
+    int64_t step_tokens = 0;
+    for (int64_t m = 0; m < recipe.train.grad_accum; ++m) {
+      micro.push_back(stream.next_batch());
+      step_tokens += supervised_tokens(micro.back().samples);
+    }
+    trainer.set_mode(true, step);
+    optimizer.zero_grad();
+    double loss_sum = 0;
+    int64_t seen = 0;
+    for (int64_t m = 0; m < recipe.train.grad_accum; ++m) {
+      MicroLoss ml = trainer.forward(micro[m].samples, noise_seed(recipe.train.seed, step, m));
+      (ml.loss_sum / static_cast<double>(std::max<int64_t>(step_tokens, 1))).backward();
+      loss_sum += ml.loss_sum.item<double>();
+      seen += ml.receiver_tokens;
+    }
+    const double grad_norm = optimizer.clip_grad_norm(recipe.train.max_grad_norm);
+    const double lr = scheduled_lr(recipe.train.lr, step, total, warmup, recipe.train.schedule);
+    optimizer.step(lr);
+    ++step;
+    tokens_seen += seen;
+
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+    const double loss = loss_sum / std::max<int64_t>(step_tokens, 1);
+    const double tau = gate_temperature(step, recipe.fuser.initial_temperature,
+                                        recipe.fuser.final_temperature, recipe.fuser.anneal_steps,
+                                        parse_anneal_kind(recipe.fuser.anneal));
+    const double tps = (tokens_seen - tokens_before) / std::max(elapsed, 1e-9);
+    const double eta = elapsed / (step - start_step) * (total - step);
+    nlohmann::json row = {{"step", step}, {"loss", loss}, {"lr", lr}, {"gate_temperature", tau},
+                          {"grad_norm", grad_norm}, {"tokens_per_s", tps},
+                          {"elapsed_s", elapsed_before + elapsed}, {"supervised_tokens", step_tokens}};
+    // Gate state by layer: the key and value gate logits of every fuser (open when > 0).
+    nlohmann::json gates = nlohmann::json::array();
+    for (const auto& set : trainer.fusers().sharers) {
+      nlohmann::json g;
+      g["receiver_layers"] = set.layer_map.receiver_layers();
+      for (const auto& [name, t] : set.fuser->named_parameters().pairs()) {
+        if (name.find("gate_logit") == std::string::npos) continue;
+        auto v = t.detach().to(torch::kCPU, torch::kFloat32).contiguous();
+        g[name] = std::vector<float>(v.data_ptr<float>(), v.data_ptr<float>() + v.numel());
+      }
+      gates.push_back(g);
+    }
+    row["gates"] = gates;
+    if (recipe.train.eval_every > 0 && !recipe.data.eval.empty() &&
+        (step % recipe.train.eval_every == 0 || step == total)) {
+      row["eval_loss"] = held_out_loss(trainer, recipe.data.eval, recipe.train.eval_batches, step);
+    }
+    metrics << row.dump() << "\n";
+    metrics.flush();
+    if (step % recipe.train.log_every == 0 || step == total || row.contains("eval_loss")) {
+      std::ostringstream line;
+      line << "step " << step << "/" << total << "  loss " << std::fixed << std::setprecision(4)
+           << loss;
+      if (row.contains("eval_loss")) line << "  eval " << row["eval_loss"].get<double>();
+      line << "  lr " << std::scientific << std::setprecision(2) << lr << "  tau " << tau
+           << std::fixed << std::setprecision(0) << "  " << tps << " tok/s  mem "
+           << compat::peak_host_memory_bytes() / (1 << 20) << " MiB  left "
+           << format_duration(eta);
+      if (tty)
+        std::cerr << "\r\033[K" << line.str() << std::flush;
+      else
+        std::cerr << line.str() << "\n";
+    }
+    if ((recipe.checkpoint.every > 0 && step % recipe.checkpoint.every == 0 && step < total) ||
+        step == stop_after) {
+      const std::string where = save(step, elapsed_before + elapsed, tokens_seen);
+      if (tty) std::cerr << "\n";
+      std::cerr << "c2c train: checkpoint " << where << "\n";
+      if (step == stop_after) return where;
+    }
+  }
+  if (tty) std::cerr << "\n";
+  const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+  if (step > start_step || !latest_checkpoint(run_dir)) save(step, elapsed_before + elapsed, tokens_seen);
+  // The exported fuser: our checkpoint format, fp32 master weights.
+  const std::string final_dir = join_path(run_dir, "final");
+  FuserCheckpoint out = trainer.fusers();
+  out.source = {{"recipe", recipe.to_yaml()}, {"steps", step}};
+  save_fuser_checkpoint(final_dir, out);
+  std::cerr << "c2c train: done after " << step << " steps; fuser written to " << final_dir << "\n";
+  return final_dir;
+}
+
+}  // namespace c2c

@@ -1,0 +1,160 @@
+#include "trainer/trainer.h"
+
+#include "modules/common/error.h"
+#include "modules/fuser_checkpoint.h"
+#include "modules/layer_map.h"
+
+namespace c2c {
+namespace {
+
+torch::Device pick_device(const std::string& name) {
+  if (name == "cpu") return torch::kCPU;
+  if (name == "cuda") {
+    C2C_CHECK(torch::cuda::is_available(), "recipe: train.device is cuda but no CUDA device is "
+              "available\nHINT: set train.device=cpu, or build against a CUDA LibTorch");
+    return torch::kCUDA;
+  }
+  return torch::cuda::is_available() ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
+}
+
+torch::Dtype pick_dtype(const std::string& name, torch::Device device) {
+  if (name == "float32") return torch::kFloat32;
+  if (name == "bfloat16") return torch::kBFloat16;
+  return device.is_cuda() ? torch::kBFloat16 : torch::kFloat32;  // auto
+}
+
+}  // namespace
+
+FuserTrainer::FuserTrainer(const Recipe& recipe) : recipe_(recipe) {
+  device_ = pick_device(recipe.train.device);
+  LoadOptions load;
+  load.device = device_;
+  load.dtype = pick_dtype(recipe.train.dtype, device_);
+  auto receiver = LLM::load(recipe.receiver, load);
+  std::vector<std::shared_ptr<LLM>> sharers;
+  for (const auto& s : recipe.sharers) sharers.push_back(LLM::load(s, load));
+
+  FuserCheckpoint ckpt;
+  if (!recipe.fuser.init_from.empty()) {
+    // fp32 master weights whatever the stored dtype.
+    ckpt = load_fuser_checkpoint(recipe.fuser.init_from, torch::kFloat32);
+  } else {
+    ckpt.receiver_model = recipe.receiver;
+    ckpt.multi_sharer = parse_multi_sharer_mode(recipe.fuser.multi_sharer);
+    const ModelConfig& r = receiver->config();
+    for (size_t j = 0; j < sharers.size(); ++j) {
+      const ModelConfig& s = sharers[j]->config();
+      FuserSet set;
+      set.sharer_model = recipe.sharers[j];
+      set.alignment = recipe.alignment;
+      set.layer_map = parse_layer_map(recipe.fuser.layer_map, r.num_layers, s.num_layers);
+      FuserConfig& c = set.config;
+      c.source_num_heads = s.num_kv_heads;
+      c.source_head_dim = s.head_dim;
+      c.target_num_heads = r.num_kv_heads;
+      c.target_head_dim = r.head_dim;
+      c.hidden_dim = recipe.fuser.hidden_dim;
+      c.intermediate_dim = recipe.fuser.intermediate_dim;
+      c.num_layers = recipe.fuser.num_layers;
+      c.dropout = recipe.fuser.dropout;
+      c.initial_temperature = recipe.fuser.initial_temperature;
+      c.final_temperature = recipe.fuser.final_temperature;
+      c.anneal_steps = recipe.fuser.anneal_steps;  // run_training fills 0 with the run's length
+      c.anneal = parse_anneal_kind(recipe.fuser.anneal);
+      c.validate();
+      // Each sharer's fuser set starts from its own seed so two sharers do not start identical.
+      set.fuser = StackedFuser(c, set.layer_map.size(), static_cast<uint64_t>(recipe.train.seed) + 1000 * j);
+      ckpt.sharers.push_back(std::move(set));
+    }
+  }
+  for (auto& s : ckpt.sharers) s.fuser->to(device_);
+  pipeline_ = std::make_unique<FusedPipeline>(receiver, sharers, std::move(ckpt));
+}
+
+std::vector<std::pair<std::string, torch::Tensor>> FuserTrainer::named_parameters() const {
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  const auto& sets = pipeline_->fusers().sharers;
+  for (size_t j = 0; j < sets.size(); ++j)
+    for (const auto& p : sets[j].fuser->named_parameters())
+      out.emplace_back("sharer" + std::to_string(j) + "." + p.key(), p.value());
+  return out;
+}
+
+void FuserTrainer::set_mode(bool training, int64_t step) {
+  for (auto& s : pipeline_->mutable_fusers().sharers) {
+    s.fuser->train(training);
+    s.fuser->set_step(step);
+  }
+}
+
+MicroLoss FuserTrainer::forward(const std::vector<PairedSample>& batch, uint64_t noise_seed) {
+  const int64_t B = static_cast<int64_t>(batch.size());
+  C2C_CHECK(B > 0, "FuserTrainer::forward: empty batch");
+  const LLM& receiver = *pipeline_->receiver();
+  const size_t n_sharers = pipeline_->sharers().size();
+  for (size_t j = 0; j < n_sharers; ++j)
+    pipeline_->mutable_fusers().sharers[j].fuser->reseed(noise_seed + 7919 * j);
+
+  // Split every row into the fused prefix [0, P-1) and the response section [P-1, end).
+  std::vector<std::vector<int64_t>> prefix(B), response(B);
+  std::vector<SharerInput> inputs(n_sharers);
+  MicroLoss out;
+  for (int64_t b = 0; b < B; ++b) {
+    const PairedSample& ex = batch[b];
+    const int64_t n = static_cast<int64_t>(ex.receiver_ids.size());
+    C2C_CHECK(ex.prompt_length >= 1 && ex.prompt_length < n, "sample ", ex.index,
+              ": prompt length ", ex.prompt_length, " must be in [1, ", n, ") so a response remains");
+    C2C_CHECK(ex.sharers.size() == n_sharers, "sample ", ex.index, " has ", ex.sharers.size(),
+              " sharer sequences for ", n_sharers, " sharers\nHINT: prepare the data with the "
+              "recipe's sharer tokenizers");
+    prefix[b].assign(ex.receiver_ids.begin(), ex.receiver_ids.begin() + ex.prompt_length - 1);
+    response[b].assign(ex.receiver_ids.begin() + ex.prompt_length - 1, ex.receiver_ids.end());
+    C2C_CHECK(ex.loss_start >= ex.prompt_length && ex.loss_end <= n && ex.loss_start < ex.loss_end,
+              "sample ", ex.index, ": loss range [", ex.loss_start, ", ", ex.loss_end,
+              ") must lie in the response [", ex.prompt_length, ", ", n, ")");
+    out.tokens += ex.loss_end - ex.loss_start;
+    out.receiver_tokens += n;
+    for (size_t j = 0; j < n_sharers; ++j) {
+      const auto& s = ex.sharers[j];
+      C2C_CHECK(static_cast<int64_t>(s.slot_of.size()) >= ex.prompt_length - 1, "sample ", ex.index,
+                ": sharer ", j, " alignment covers ", s.slot_of.size(), " of ", ex.prompt_length - 1,
+                " prompt positions");
+      inputs[j].ids.push_back(s.ids);
+      inputs[j].mask.push_back(s.mask);
+      inputs[j].slot_of.emplace_back(s.slot_of.begin(), s.slot_of.begin() + ex.prompt_length - 1);
+    }
+  }
+  const auto dev = receiver.device();
+  std::vector<KVCache> sharer_caches = pipeline_->prefill_sharers(inputs);
+  KVCache cache = receiver.new_cache(B, 0);  // growing: the fused slices stay in the graph
+  {
+    torch::NoGradGuard no_grad;  // the receiver's own prefix KV is an input, not a parameter path
+    auto [ids, mask] = pad_batch(prefix);
+    receiver.forward_hidden(ids.to(dev), mask.to(dev), cache);
+  }
+  pipeline_->fuse_into(cache, sharer_caches, inputs);
+
+  auto [rids, rmask] = pad_batch(response);
+  auto hidden = receiver.forward_hidden(rids.to(dev), rmask.to(dev), cache);  // (B, Tr, E)
+  // Labels: response position t (receiver position P-1+t) predicts receiver token P+t, which
+  // carries the loss when it lies in [loss_start, loss_end). Only supervised rows go through
+  // the LM head (V can be 150k).
+  const int64_t Tr = rids.size(1);
+  auto labels = torch::full({B, Tr}, -1, torch::kInt64);
+  auto la = labels.accessor<int64_t, 2>();
+  for (int64_t b = 0; b < B; ++b) {
+    const PairedSample& ex = batch[b];
+    for (int64_t pos = ex.loss_start; pos < ex.loss_end; ++pos)
+      la[b][pos - ex.prompt_length] = ex.receiver_ids[pos];
+  }
+  auto flat_labels = labels.view({-1});
+  auto rows = (flat_labels >= 0).nonzero().view({-1});
+  auto picked = hidden.reshape({B * Tr, -1}).index_select(0, rows.to(dev));
+  auto logits = receiver.logits(picked);  // (tokens, V) fp32
+  out.loss_sum = torch::nn::functional::cross_entropy(
+      logits, flat_labels.index_select(0, rows).to(dev),
+      torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
+  return out;
+}
+
+}  // namespace c2c
