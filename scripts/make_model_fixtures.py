@@ -28,6 +28,8 @@ COMMON = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidde
               num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
               rms_norm_eps=1e-6, initializer_range=0.1, bos_token_id=1, eos_token_id=2)
 
+TOKENIZER_OF = {"qwen3-tiny": "tiny-bytelevel", "llama3-tiny-sharded": "tiny-llama3"}
+
 FIXTURES = [
     # name, config class, model class, extra config, stored dtype, shard size
     ("qwen3-tiny", "Qwen3Config", "Qwen3ForCausalLM",
@@ -82,6 +84,12 @@ def make(name, config_cls, model_cls, extra, dtype, shard):
     save_file(tensors, os.path.join(out, "golden.safetensors"),
               metadata={"transformers": transformers.__version__, "torch": torch.__version__,
                         "new_tokens": str(NEW_TOKENS)})
+    # The demo and the CLI tests tokenize text for these models: ship a tiny tokenizer with each
+    # (made by scripts/make_tokenizer_goldens.py; its vocabulary fits in VOCAB).
+    tok = TOKENIZER_OF.get(name)
+    if tok:
+        for f in ("tokenizer.json", "tokenizer_config.json"):
+            shutil.copy(os.path.join(ROOT, "tests", "fixtures", "tokenizers", tok, f), out)
     print(f"{name}: {sum(p.numel() for p in model.parameters())} parameters -> {out}")
 
 

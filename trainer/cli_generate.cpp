@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "data/alignment.h"
 #include "data/chat_template.h"
 #include "data/tokenizer.h"
 #include "modules/common/error.h"
@@ -102,7 +103,8 @@ int cmd_generate(const std::vector<std::string>& argv) {
               "\nHINT: pass token ids with --prompt-ids 1,2,3");
     std::string text = chat ? render_chat(*tok, {{"user", t}}, /*add_generation_prompt=*/true) : t;
     prompt_texts.push_back(text);
-    prompts.push_back(tok->encode(text, /*add_special_tokens=*/!chat).ids);
+    // Fused text prompts carry no BOS so that they match the span alignment's tokenization.
+    prompts.push_back(tok->encode(text, /*add_special_tokens=*/!chat && !fused).ids);
   }
   for (const auto& s : id_lists) prompts.push_back(parse_ids(s, "--prompt-ids"));
 
@@ -125,7 +127,45 @@ int cmd_generate(const std::vector<std::string>& argv) {
     }
   }
 
-  GenerateResult r = pipeline ? pipeline->generate(prompts, opts) : generate(*model, prompts, opts);
+  GenerateResult r;
+  if (!pipeline) {
+    r = generate(*model, prompts, opts);
+  } else if (texts.empty()) {
+    r = pipeline->generate(prompts, opts);  // ids: every sharer reads the receiver's ids
+  } else {
+    // Text prompts: each sharer reads its own tokenization, aligned as its fuser was trained.
+    std::vector<SharerInput> inputs;
+    for (size_t j = 0; j < sharer_dirs.size(); ++j) {
+      const std::string method = pipeline->fusers().sharers[j].alignment;
+      auto stok = maybe_tokenizer(sharer_dirs[j]);
+      SharerInput in;
+      if (method == "identity") {
+        std::vector<std::vector<int64_t>> prefixes;
+        for (const auto& p : prompts) prefixes.emplace_back(p.begin(), p.end() - 1);
+        in = identity_alignment(prefixes);
+      } else {
+        C2C_CHECK(stok, "generate: sharer '", sharer_dirs[j], "' has no tokenizer.json, needed for ",
+                  method, " alignment of text prompts\nHINT: pass --prompt-ids with an identity fuser");
+        for (size_t b = 0; b < texts.size(); ++b) {
+          TokenAlignment a;
+          if (chat) {
+            ChatOptions co;
+            co.add_generation_prompt = true;
+            a = align_chat(*tok, *stok, {{"user", texts[b]}}, co, parse_align_method(method));
+          } else {
+            a = align_text_span(*tok, *stok, texts[b]);
+          }
+          C2C_CHECK(a.receiver_ids == prompts[b], "generate: the alignment tokenized prompt ", b,
+                    " differently from the receiver (internal inconsistency)");
+          in.ids.push_back(a.sharer_ids);
+          in.mask.push_back(a.sharer_mask);
+          in.slot_of.emplace_back(a.slot_of.begin(), a.slot_of.end() - 1);
+        }
+      }
+      inputs.push_back(std::move(in));
+    }
+    r = pipeline->generate(prompts, inputs, opts);
+  }
   const auto& tm = r.timings;
   const double prefill_tps = tm.prefill_s > 0 ? tm.prefill_tokens / tm.prefill_s : 0.0;
   const double decode_tps = tm.decode_s > 0 ? tm.decode_tokens / tm.decode_s : 0.0;

@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "data/paired_dataset.h"
+#include "modules/common/error.h"
 #include "modules/common/files.h"
 #include "modules/fuser_checkpoint.h"
 #include "modules/safetensors.h"
@@ -63,7 +64,7 @@ std::vector<nlohmann::json> read_metrics(const std::string& run_dir) {
 }
 
 TEST(Trainer, LossFallsOverAShortRun) {
-  const std::string data = write_synthetic_pairs(test::temp_dir("pairs") + "/d", 16, 1);
+  const std::string data = write_synthetic_pairs(test::temp_dir("pairs"), 16, 1);
   const std::string run = test::temp_dir("run") + "/r";
   Recipe r = Recipe::from_yaml_text(recipe_text(data, run, 40), "test");
   const std::string final_dir = run_training(r);
@@ -81,7 +82,7 @@ TEST(Trainer, LossFallsOverAShortRun) {
 }
 
 TEST(Trainer, OnlyFuserParametersChange) {
-  const std::string data = write_synthetic_pairs(test::temp_dir("pairs") + "/d", 8, 2);
+  const std::string data = write_synthetic_pairs(test::temp_dir("pairs"), 8, 2);
   Recipe r = Recipe::from_yaml_text(recipe_text(data, test::temp_dir("run2"), 3), "test");
   FuserTrainer trainer(r);
   std::map<std::string, torch::Tensor> frozen_before;
@@ -113,7 +114,7 @@ TEST(Trainer, OnlyFuserParametersChange) {
 }
 
 TEST(Trainer, ResumeIsBitExact) {
-  const std::string data = write_synthetic_pairs(test::temp_dir("pairs") + "/d", 16, 3);
+  const std::string data = write_synthetic_pairs(test::temp_dir("pairs"), 16, 3);
   // 2N steps in one run.
   const std::string run_a = test::temp_dir("runa") + "/a";
   const std::string final_a = run_training(Recipe::from_yaml_text(recipe_text(data, run_a, 8), "a"));
