@@ -1,0 +1,154 @@
+// The C2C fuser (DESIGN.md section 2): for every mapped receiver layer, a learned module maps the
+// sharer's KV cache into the receiver's, X_fused = X_receiver + g * alpha * p. All fusers of one
+// set have the same shapes, so their weights are stored stacked, (2 branches, Lf layers, ...), and
+// run as one batched computation (bmm/baddbmm) for every layer and both K and V; a per-layer
+// path shares the code. Saving/loading under the published per-layer names goes through
+// layer_state()/load_layer_state(); checkpoint files live in fuser_checkpoint.h.
+//
+// Shape legend: Lf fused layers, B batch, N fused tokens, H KV heads, D head dim, _s sharer,
+// _r receiver; in = H_s*D_s, out = H_r*D_r, h hidden_dim, m intermediate_dim; G = 2*Lf (K and V
+// branches of every layer, the batch dimension of the matrix products), T = B*N tokens.
+#pragma once
+#include <torch/torch.h>
+
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace c2c {
+
+// Gate temperature annealing: geometric (the reference code) or linear (the paper's wording).
+enum class AnnealKind { geometric, linear };
+AnnealKind parse_anneal_kind(const std::string& name);  // "geometric" | "linear"
+const char* anneal_kind_name(AnnealKind kind);
+
+// tau(step): geometric tau0 * (tau1/tau0)^r, linear tau0 + (tau1 - tau0) * r, with
+// r = min(step / anneal_steps, 1) (r = 1 when anneal_steps <= 0).
+double gate_temperature(int64_t step, double tau0, double tau1, int64_t anneal_steps,
+                        AnnealKind kind = AnnealKind::geometric);
+
+// Hyper-parameters of one fuser; every fuser of a set shares them. Names follow the official
+// projector JSON (source_dim is the sharer's head dim, not H_s*D_s).
+struct FuserConfig {
+  int64_t source_num_heads = 2;   // H_s
+  int64_t source_head_dim = 64;   // D_s  (official: source_dim)
+  int64_t target_num_heads = 8;   // H_r
+  int64_t target_head_dim = 128;  // D_r  (official: target_dim)
+  int64_t hidden_dim = 1024;      // h
+  int64_t intermediate_dim = 1024;  // m
+  int64_t num_layers = 3;         // L >= 3: 1 + (L-2) FFN blocks on the projection path
+  double dropout = 0.1;
+  double initial_temperature = 1.0;
+  double final_temperature = 0.001;
+  int64_t anneal_steps = 1929;
+  AnnealKind anneal = AnnealKind::geometric;
+
+  int64_t in_dim() const { return source_num_heads * source_head_dim; }
+  int64_t out_dim() const { return target_num_heads * target_head_dim; }
+  int64_t parameters_per_layer() const;  // both branches, gates included, buffer excluded
+  // Throws naming the field when a value is out of range.
+  void validate() const;
+  // Our JSON form (fuser.json); from_json rejects unknown keys and wrong types, naming `where`.
+  nlohmann::json to_json() const;
+  static FuserConfig from_json(const nlohmann::json& j, const std::string& where);
+};
+
+// Fused (or delta) keys and values.
+struct FusedKV {
+  torch::Tensor key;    // (Lf, B, H_r, N, D_r) from forward, (B, H_r, N, D_r) from forward_layer
+  torch::Tensor value;
+};
+
+// Externally supplied gate noise u ~ U[0,1), replayed instead of drawing (tests, goldens).
+// Shapes (Lf, B, H_r, N, 1) for forward, (B, H_r, N, 1) for forward_layer.
+struct GateNoise {
+  torch::Tensor key_u;
+  torch::Tensor value_u;
+};
+
+class StackedFuserImpl : public torch::nn::Module {
+ public:
+  // `num_fusers` = Lf; parameters initialised like torch.nn.Linear (uniform +-1/sqrt(fan_in)),
+  // RMSNorm scales 1, gate logits 0, temperature tau0. `seed` makes the initialisation and the
+  // generator for gate noise and dropout reproducible.
+  StackedFuserImpl(const FuserConfig& config, int64_t num_fusers, uint64_t seed = 0);
+
+  // All layers at once. Inputs (Lf, B, H, N, D) for sharer key/value and receiver key/value, any
+  // float dtype (cast to the fuser's dtype). Returns fused K/V in the receiver's dtype; the sum
+  // X_r + g*alpha*p is formed in fp32 and rounded once (as the reference does with bf16 caches).
+  // Training mode: Gumbel-sigmoid gates at the current temperature and dropout; eval: hard gates.
+  // No host synchronisation.
+  FusedKV forward(const torch::Tensor& sharer_key, const torch::Tensor& sharer_value,
+                  const torch::Tensor& receiver_key, const torch::Tensor& receiver_value,
+                  const GateNoise* noise = nullptr);
+  // One layer, inputs (B, H, N, D); same code with the weights of fuser `layer` sliced out.
+  FusedKV forward_layer(int64_t layer, const torch::Tensor& sharer_key,
+                        const torch::Tensor& sharer_value, const torch::Tensor& receiver_key,
+                        const torch::Tensor& receiver_value, const GateNoise* noise = nullptr);
+  // g*alpha*p alone (fp32 when the fuser is fp32 or bf16), shapes as forward's outputs; used by
+  // the parallel multi-sharer mode.
+  FusedKV forward_delta(const torch::Tensor& sharer_key, const torch::Tensor& sharer_value,
+                        const torch::Tensor& receiver_key, const torch::Tensor& receiver_value,
+                        const GateNoise* noise = nullptr);
+
+  // Sets every fuser's gate temperature to gate_temperature(step, ...) of the config.
+  void set_step(int64_t step);
+  // The generator used for gate noise and dropout (must live on the fuser's device).
+  void set_generator(at::Generator generator) { generator_ = std::move(generator); }
+  // A fresh generator on the fuser's current device seeded with `seed`.
+  void reseed(uint64_t seed);
+
+  const FuserConfig& config() const { return config_; }
+  int64_t num_fusers() const { return num_fusers_; }
+  torch::Dtype dtype() const;
+
+  // Published names and shapes of one layer's state dict, in the reference's order.
+  static std::vector<std::pair<std::string, std::vector<int64_t>>> layer_state_shapes(
+      const FuserConfig& config);
+  // One fuser's state under the published names: views into the stacked tensors (no copies).
+  // With `gradients`, the same views of the parameters' .grad() (entries without one omitted).
+  std::vector<std::pair<std::string, torch::Tensor>> layer_state(int64_t layer,
+                                                                 bool gradients = false) const;
+  // Copies a published-name state dict into fuser `layer`, strictly: a missing, extra or
+  // mis-shaped tensor throws naming the key and `where` (file). Values are cast to our dtype.
+  void load_layer_state(int64_t layer, const std::map<std::string, torch::Tensor>& state,
+                        const std::string& where);
+
+ private:
+  struct Weights;  // the stacked tensors, or a slice of them, leading dims (2, n)
+  Weights all_weights() const;
+  Weights layer_weights(int64_t layer) const;
+  // Core: inputs (n, B, H, N, D); returns the delta (2, n, B, H_r, N, D_r) in fp32 or fuser dtype.
+  torch::Tensor delta(const Weights& w, const torch::Tensor& sk, const torch::Tensor& sv,
+                      const torch::Tensor& rk, const torch::Tensor& rv, const GateNoise* noise,
+                      bool batched_noise);
+  torch::Tensor ffn(const torch::Tensor& x, const torch::Tensor& norm, const torch::Tensor& w1,
+                    const torch::Tensor& w2);
+  torch::Tensor maybe_dropout(const torch::Tensor& x);
+
+  FuserConfig config_;
+  int64_t num_fusers_;
+  c10::optional<at::Generator> generator_;
+
+  // Stacked parameters, leading dims (2 = key/value, Lf).
+  torch::Tensor in_weight_, in_bias_;                         // (2,Lf,h,in+out), (2,Lf,h)
+  torch::Tensor mlp1_norm_, mlp1_w1_, mlp1_w2_;               // (2,Lf,h), (2,Lf,m,h), (2,Lf,h,m)
+  torch::Tensor scalar_norm_, scalar_w1_, scalar_w2_;         // (2,Lf,h), (2,Lf,h,h) x2
+  torch::Tensor scalar_head_weight_, scalar_head_bias_;       // (2,Lf,H_r,h), (2,Lf,H_r)
+  std::vector<torch::Tensor> proj_norm_, proj_w1_, proj_w2_;  // L-2 blocks, as mlp1
+  torch::Tensor proj_out_weight_, proj_out_bias_;             // (2,Lf,out,h), (2,Lf,out)
+  torch::Tensor gate_logit_;                                  // (2,Lf)
+  torch::Tensor gate_temperature_;                            // buffer (Lf)
+};
+TORCH_MODULE(StackedFuser);
+
+// "(2, 3, 4)": shapes in error messages (c10 types are kept out of c2c::fail's arguments).
+std::string shape_string(torch::IntArrayRef shape);
+
+// Stacks the given layers of a per-layer cache: layers[indices[i]] -> (Lf, ...).
+torch::Tensor stack_layers(const std::vector<torch::Tensor>& layers,
+                           const std::vector<int64_t>& indices);
+
+}  // namespace c2c

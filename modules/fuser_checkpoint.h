@@ -1,0 +1,73 @@
+// Fuser checkpoints: our format (a folder with fuser.safetensors + fuser.json, loaded strictly)
+// and the import of the official C2C layout (projector_{i}.json / .pt + projector_config.json).
+//
+// Our format, version 1:
+//   fuser.safetensors  tensors named "sharer{j}.layer{t}.<published name>", j the sharer's index,
+//                      t the RECEIVER layer the fuser writes, <published name> one layer's
+//                      state-dict key of the reference (key_in.weight, ..., gate_temperature);
+//                      metadata {"format": "c2c-fuser", "format_version": "1"}.
+//   fuser.json         {"format": "c2c-fuser", "format_version": 1, "receiver_model": ...,
+//                       "multi_sharer": "sequential"|"parallel", "dtype": "float32"|"bfloat16"|...,
+//                       "sharers": [{"sharer_model": ..., "alignment": ..., "layer_map":
+//                       {"method": ..., "pairs": [[t, s], ...]}, "fuser": {FuserConfig}}],
+//                       "source": {...provenance, free-form}}
+// What it leaves out: optimizer state and training progress (trainer/ checkpoints).
+#pragma once
+#include <torch/torch.h>
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "modules/fuser.h"
+#include "modules/layer_map.h"
+
+namespace c2c {
+
+constexpr int kFuserCheckpointVersion = 1;
+
+// One sharer's fuser set.
+struct FuserSet {
+  std::string sharer_model;                    // name or path of the sharer LLM
+  std::string alignment = "reference_longest";  // token alignment method used in training
+  LayerMap layer_map;                          // fuser i writes receiver layer pairs[i].receiver
+  FuserConfig config;
+  StackedFuser fuser{nullptr};
+};
+
+struct FuserCheckpoint {
+  std::string receiver_model;
+  MultiSharerMode multi_sharer = MultiSharerMode::sequential;
+  std::vector<FuserSet> sharers;
+  nlohmann::json source = nlohmann::json::object();  // provenance (e.g. the imported folder)
+};
+
+// Writes dir/fuser.safetensors and dir/fuser.json (each atomically), creating dir. Tensors are
+// written in each fuser's dtype.
+void save_fuser_checkpoint(const std::string& dir, const FuserCheckpoint& checkpoint);
+
+// Reads a folder written by save_fuser_checkpoint. Strict: a missing, extra or mis-shaped tensor,
+// an unknown JSON key or another format version is an error naming it. `dtype` overrides the
+// stored one (e.g. kFloat32 master weights for training a bf16 checkpoint).
+FuserCheckpoint load_fuser_checkpoint(const std::string& dir,
+                                      c10::optional<torch::Dtype> dtype = c10::nullopt);
+
+// Imports the official layout. `src` is the folder holding projector_config.json (".../final")
+// or its parent (then "final/" is used). Every projector is sized from its own JSON, loaded
+// strictly, and the first pair per receiver layer is used; each sharer index in
+// projector_config.json becomes one FuserSet. Model names come from the recipe config.json
+// beside "final/" when it names them (model.base_model / model.teacher_model), else stay empty.
+FuserCheckpoint import_official_checkpoint(const std::string& src);
+
+// The tensors of a torch.save'd state dict (zip format: data.pkl + data/<key>), in file order.
+// A minimal unpickler for what state dicts contain (OrderedDict, _rebuild_tensor_v2,
+// _rebuild_parameter, persistent storages); LibTorch 1.13's pickle_load turns OrderedDict into
+// None, so it cannot read these.
+std::vector<std::pair<std::string, torch::Tensor>> read_torch_state_dict(const std::string& path);
+
+// "float32" <-> kFloat32 etc. (float32, bfloat16, float16).
+torch::Dtype parse_dtype_name(const std::string& name);
+std::string dtype_name(torch::Dtype dtype);
+
+}  // namespace c2c

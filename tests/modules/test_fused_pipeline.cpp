@@ -1,0 +1,126 @@
+// Fused inference on the tiny fixture pair (receiver qwen3-tiny, sharer llama3-tiny-sharded):
+// a zero projection output or closed gates leave the receiver's generation unchanged token for
+// token; open gates with random weights change it. Batches with rows of different lengths.
+#include <gtest/gtest.h>
+
+#include "modules/fused_pipeline.h"
+#include "modules/layer_map.h"
+#include "tests/common/test_util.h"
+
+using namespace c2c;
+
+namespace {
+
+struct Pair {
+  std::shared_ptr<LLM> receiver, sharer;
+};
+
+Pair load_pair() {
+  return {LLM::load(test::source_path("tests/fixtures/models/qwen3-tiny")),
+          LLM::load(test::source_path("tests/fixtures/models/llama3-tiny-sharded"))};
+}
+
+FuserCheckpoint make_fusers(const Pair& p, uint64_t seed) {
+  FuserCheckpoint ck;
+  FuserSet set;
+  set.alignment = "identity";
+  set.layer_map = last_aligned_layer_map(p.receiver->config().num_layers, p.sharer->config().num_layers);
+  set.config.source_num_heads = p.sharer->config().num_kv_heads;
+  set.config.source_head_dim = p.sharer->config().head_dim;
+  set.config.target_num_heads = p.receiver->config().num_kv_heads;
+  set.config.target_head_dim = p.receiver->config().head_dim;
+  set.config.hidden_dim = 32;
+  set.config.intermediate_dim = 48;
+  set.config.num_layers = 3;
+  set.fuser = StackedFuser(set.config, set.layer_map.size(), seed);
+  set.fuser->eval();
+  ck.sharers.push_back(set);
+  return ck;
+}
+
+void set_gates(FuserCheckpoint& ck, float logit) {
+  torch::NoGradGuard no_grad;
+  for (auto& s : ck.sharers)
+    for (auto& p : s.fuser->named_parameters())
+      if (p.key().find("gate_logit") != std::string::npos) p.value().fill_(logit);
+}
+
+const std::vector<std::vector<int64_t>> kPrompts = {{5, 9, 33, 120, 7, 64, 800}, {17, 250, 3, 999},
+                                                     {44, 45, 46, 47, 48, 49, 50, 51, 52, 53}};
+
+std::vector<std::vector<int64_t>> receiver_alone(const Pair& p) {
+  GenerateOptions o;
+  o.max_new_tokens = 12;
+  return generate(*p.receiver, kPrompts, o).tokens;
+}
+
+std::vector<std::vector<int64_t>> fused(const Pair& p, FuserCheckpoint ck) {
+  FusedPipeline pipe(p.receiver, {p.sharer}, std::move(ck));
+  GenerateOptions o;
+  o.max_new_tokens = 12;
+  auto r = pipe.generate(kPrompts, o);
+  EXPECT_GT(r.timings.hook_s, 0.0);
+  return r.tokens;
+}
+
+TEST(FusedPipeline, ZeroProjectionOutputEqualsReceiverAlone) {
+  Pair p = load_pair();
+  FuserCheckpoint ck = make_fusers(p, 1);
+  set_gates(ck, 2.0f);  // gates open: only the zero projection keeps the cache unchanged
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& prm : ck.sharers[0].fuser->named_parameters())
+      if (prm.key().find("proj_out") != std::string::npos) prm.value().zero_();
+  }
+  EXPECT_EQ(fused(p, ck), receiver_alone(p));
+}
+
+TEST(FusedPipeline, ClosedGatesEqualReceiverAlone) {
+  Pair p = load_pair();
+  FuserCheckpoint ck = make_fusers(p, 2);
+  set_gates(ck, -0.5f);  // hard gate at inference: logit <= 0 is closed
+  EXPECT_EQ(fused(p, ck), receiver_alone(p));
+}
+
+TEST(FusedPipeline, OpenGatesWithRandomWeightsChangeTheAnswer) {
+  Pair p = load_pair();
+  FuserCheckpoint ck = make_fusers(p, 3);
+  set_gates(ck, 0.5f);
+  {
+    // Large projection weights so the fused cache moves far enough to flip greedy tokens.
+    torch::NoGradGuard no_grad;
+    for (auto& prm : ck.sharers[0].fuser->named_parameters())
+      if (prm.key().find("proj_out") != std::string::npos) prm.value().normal_(0.0, 2.0);
+  }
+  auto a = fused(p, ck), b = receiver_alone(p);
+  int differing_rows = 0;
+  for (size_t i = 0; i < a.size(); ++i) differing_rows += a[i] != b[i];
+  EXPECT_GE(differing_rows, 2) << "open gates with random weights should change most rows";
+}
+
+TEST(FusedPipeline, BatchedEqualsOneRowAtATime) {
+  // Per-row lengths: the batch of three gives each row what it gets alone.
+  Pair p = load_pair();
+  FuserCheckpoint ck = make_fusers(p, 4);
+  set_gates(ck, 0.5f);
+  FusedPipeline pipe(p.receiver, {p.sharer}, ck);
+  GenerateOptions o;
+  o.max_new_tokens = 8;
+  auto batched = pipe.generate(kPrompts, o).tokens;
+  for (size_t i = 0; i < kPrompts.size(); ++i)
+    EXPECT_EQ(pipe.generate({kPrompts[i]}, o).tokens[0], batched[i]) << "row " << i;
+}
+
+TEST(FusedPipeline, MismatchedShapesAreNamed) {
+  Pair p = load_pair();
+  FuserCheckpoint ck = make_fusers(p, 5);
+  ck.sharers[0].config.source_head_dim = 99;
+  try {
+    FusedPipeline pipe(p.receiver, {p.sharer}, ck);
+    FAIL() << "expected an error";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("dim 99"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
