@@ -2,7 +2,17 @@
 
 #include <sys/resource.h>
 
+#include <cstdlib>
+#include <thread>
+
 namespace c2c::compat {
+
+void use_all_cores() {
+  const char* env = std::getenv("OMP_NUM_THREADS");
+  if (env && *env) return;
+  const unsigned n = std::thread::hardware_concurrency();
+  if (n > 0 && static_cast<unsigned>(torch::get_num_threads()) < n) torch::set_num_threads(static_cast<int>(n));
+}
 
 size_t peak_host_memory_bytes() {
   struct rusage usage;

@@ -58,12 +58,14 @@ int cmd_tokenize(const std::vector<std::string>& argv) {
     return 0;
   }
   const std::string dir = args.str("tokenizer");
-  C2C_CHECK(args.has("text") != args.has("text-file"),
-            "tokenize: give exactly one of --text and --text-file\nHINT: run `c2c tokenize --help`");
-  const std::string text = args.has("text") ? args.str("text") : read_file(args.str("text-file"));
+  const bool has_text = args.has("text"), has_file = args.has("text-file");
+  const std::string text_arg = args.str("text", ""), file_arg = args.str("text-file", "");
   const bool as_json = args.flag("json");
   const bool add_special = args.flag("add-special-tokens");
   args.finish();
+  C2C_CHECK(has_text != has_file,
+            "tokenize: give exactly one of --text and --text-file\nHINT: run `c2c tokenize --help`");
+  const std::string text = has_text ? text_arg : read_file(file_arg);
 
   const auto tok = Tokenizer::load(dir);
   const Encoding enc = tok->encode(text, add_special);

@@ -2,10 +2,12 @@
 #include <iostream>
 
 #include "modules/common/error.h"
+#include "modules/common/torch_compat.h"
 #include "trainer/cli.h"
 
 int main(int argc, char** argv) {
   try {
+    c2c::compat::use_all_cores();
     return c2c::cli::run(argc, argv);
   } catch (const c2c::Error& e) {
     std::cerr << "c2c: error: " << e.what() << "\n";

@@ -11,6 +11,10 @@ namespace c2c::compat {
 
 inline const char* torch_version() { return TORCH_VERSION; }
 
+// LibTorch 1.13 from Debian starts with one intra-op thread on this kind of machine; use every
+// core unless OMP_NUM_THREADS says otherwise. Called once by each program's main().
+void use_all_cores();
+
 // Peak resident memory of this process in bytes (CPU); on CUDA the caching allocator's peak.
 size_t peak_host_memory_bytes();
 

@@ -9,6 +9,7 @@
 #include <iostream>
 
 #include "modules/common/error.h"
+#include "modules/common/torch_compat.h"
 #include "modules/fuser.h"
 #include "modules/fuser_checkpoint.h"
 #include "trainer/args.h"
@@ -41,6 +42,7 @@ int main(int argc, char** argv) {
     const int64_t threads = args.integer("threads", 0);
     const torch::Dtype dtype = parse_dtype_name(args.str("dtype", "float32"));
     args.finish();
+    compat::use_all_cores();
     if (threads > 0) torch::set_num_threads(static_cast<int>(threads));
 
     FuserConfig c;  // the published widths are the defaults

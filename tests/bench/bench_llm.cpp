@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
     std::string dir = args.positional().empty() ? "" : args.positional()[0];
     const std::string preset = args.str("preset", "");
     args.finish();
+    compat::use_all_cores();
     if (threads > 0) torch::set_num_threads(static_cast<int>(threads));
     if (dir.empty()) {
       C2C_CHECK(!preset.empty(), "usage: bench_llm MODEL_DIR | --preset NAME [--prompt-tokens N] "
