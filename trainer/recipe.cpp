@@ -110,6 +110,7 @@ std::vector<Field> fields(Recipe& r) {
       field("train.eval_every", r.train.eval_every),
       field("train.eval_batches", r.train.eval_batches),
       field("train.threads", r.train.threads),
+      field("train.max_bad_steps", r.train.max_bad_steps),
       field("checkpoint.dir", r.checkpoint.dir),
       field("checkpoint.every", r.checkpoint.every),
       field("checkpoint.keep_last", r.checkpoint.keep_last),

@@ -48,7 +48,8 @@ struct TrainRecipe {
   int64_t log_every = 1;
   int64_t eval_every = 0;              // 0: no periodic held-out loss
   int64_t eval_batches = 8;
-  int64_t threads = 0;                 // CPU threads; 0: LibTorch's default
+  int64_t threads = 0;                 // CPU threads; 0: every core
+  int64_t max_bad_steps = 10;          // non-finite losses skipped before the run stops
 };
 
 struct CheckpointRecipe {

@@ -73,6 +73,10 @@ double held_out_loss(FuserTrainer& trainer, const std::string& dir, int64_t batc
 std::string run_training(const Recipe& input_recipe, int64_t stop_after) {
   Recipe recipe = input_recipe;
   if (recipe.train.threads > 0) torch::set_num_threads(static_cast<int>(recipe.train.threads));
+  // Fail early, before any work, when the output folder cannot be written.
+  std::filesystem::create_directories(recipe.checkpoint.dir);
+  write_file_atomic(join_path(recipe.checkpoint.dir, ".write_test"), "");
+  std::filesystem::remove(join_path(recipe.checkpoint.dir, ".write_test"));
   const bool tty = isatty(STDERR_FILENO);
 
   StreamOptions so;
@@ -81,6 +85,18 @@ std::string run_training(const Recipe& input_recipe, int64_t stop_after) {
   so.pack_window = recipe.data.pack_window;
   so.seed = static_cast<uint64_t>(recipe.train.seed);
   PairedStream stream(recipe.data.train, so);
+  {
+    // The data must have been prepared for this pair: same number of sharers, same alignment.
+    const auto& m = stream.manifest();
+    C2C_CHECK(m.num_sharers == static_cast<int>(recipe.sharers.size()), "data '", recipe.data.train,
+              "' was prepared for ", m.num_sharers, " sharer(s) but the recipe names ",
+              recipe.sharers.size(), "\nHINT: re-run `c2c prepare` with one --sharer-tokenizer per sharer");
+    const std::string prepared = m.json.value("alignment", "");
+    C2C_CHECK(prepared.empty() || prepared == recipe.alignment, "data '", recipe.data.train,
+              "' was prepared with alignment '", prepared, "' but the recipe says '",
+              recipe.alignment, "'\nHINT: set alignment: ", prepared, " in the recipe, or re-run "
+              "`c2c prepare --alignment ", recipe.alignment, "`");
+  }
   const int64_t per_epoch = stream.batches_per_epoch() / recipe.train.grad_accum;
   C2C_CHECK(per_epoch > 0 || recipe.train.max_steps > 0, "data '", recipe.data.train, "' has ",
             stream.num_samples(), " samples: not one optimizer step of ",
@@ -151,6 +167,7 @@ std::string run_training(const Recipe& input_recipe, int64_t stop_after) {
 
   const auto t_start = std::chrono::steady_clock::now();
   double tokens_seen = tokens_before;
+  int64_t bad_steps = 0;
   const int64_t start_step = step;
   while (step < total) {
     // Fetch every micro-batch of the step first: the loss is the mean over all their supervised
@@ -173,7 +190,22 @@ std::string run_training(const Recipe& input_recipe, int64_t stop_after) {
     }
     const double grad_norm = optimizer.clip_grad_norm(recipe.train.max_grad_norm);
     const double lr = scheduled_lr(recipe.train.lr, step, total, warmup, recipe.train.schedule);
-    optimizer.step(lr);
+    const bool finite = std::isfinite(loss_sum) && std::isfinite(grad_norm);
+    if (finite) {
+      optimizer.step(lr);
+    } else {
+      // A non-finite loss would poison the weights and the Adam moments: skip the update, say so,
+      // and stop once it keeps happening.
+      optimizer.zero_grad();
+      ++bad_steps;
+      std::cerr << (tty ? "\n" : "") << "c2c train: step " << step + 1 << ": non-finite loss ("
+                << loss_sum << ") or gradient norm (" << grad_norm << "); update skipped ("
+                << bad_steps << " of at most " << recipe.train.max_bad_steps << ")\n";
+      C2C_CHECK(bad_steps <= recipe.train.max_bad_steps, "training stopped: ", bad_steps,
+                " steps with a non-finite loss (train.max_bad_steps = ", recipe.train.max_bad_steps,
+                ")\nHINT: lower train.lr, check the data, or start from another fuser; the last "
+                "checkpoint in ", run_dir, "/checkpoints is intact");
+    }
     ++step;
     tokens_seen += seen;
 
@@ -184,7 +216,8 @@ std::string run_training(const Recipe& input_recipe, int64_t stop_after) {
                                         parse_anneal_kind(recipe.fuser.anneal));
     const double tps = (tokens_seen - tokens_before) / std::max(elapsed, 1e-9);
     const double eta = elapsed / (step - start_step) * (total - step);
-    nlohmann::json row = {{"step", step}, {"loss", loss}, {"lr", lr}, {"gate_temperature", tau},
+    nlohmann::json row = {{"step", step}, {"loss", finite ? loss : -1.0}, {"skipped", !finite},
+                          {"lr", lr}, {"gate_temperature", tau},
                           {"grad_norm", grad_norm}, {"tokens_per_s", tps},
                           {"elapsed_s", elapsed_before + elapsed}, {"supervised_tokens", step_tokens}};
     // Gate state by layer: the key and value gate logits of every fuser (open when > 0).

@@ -1,0 +1,35 @@
+// Tier 2: thin LibTorch bindings of the CUDA launchers. They check devices, dtypes (fp32, bf16)
+// and shapes, make inputs contiguous where the launcher needs it, and launch on the current CUDA
+// stream. Compiled only with a CUDA-enabled LibTorch (C2C_WITH_CUDA_BINDINGS, set by
+// kernels/CMakeLists.txt); callers use fused_ops.h, which dispatches here for CUDA tensors.
+#pragma once
+#include <torch/torch.h>
+
+#include <vector>
+
+namespace c2c::kernels::cuda {
+
+// x (groups, rows, h), w (groups, h), same dtype: {y (groups, rows, h), rstd (groups, rows) fp32}.
+std::vector<torch::Tensor> rms_norm_forward(const torch::Tensor& x, const torch::Tensor& w,
+                                            double eps);
+// {dx (groups, rows, h), dw (groups, h) fp32}.
+std::vector<torch::Tensor> rms_norm_backward(const torch::Tensor& dy, const torch::Tensor& x,
+                                             const torch::Tensor& w, const torch::Tensor& rstd);
+
+// target (S, B, H, N, D) or undefined, p (S, B, H, N, D), w_logit (S, B, H, N) of one dtype T
+// (any strides); gate_logit (S) and u (S, B, H, N) or undefined, fp32. Returns out in T.
+torch::Tensor gated_combine_forward(const torch::Tensor& target, const torch::Tensor& w_logit,
+                                    const torch::Tensor& p, const torch::Tensor& gate_logit,
+                                    const torch::Tensor& u, double tau, bool hard);
+// {d_p (S, B, H, N, D) in T, d_w (S, B, H, N) in T, d_gate_logit (S) fp32}.
+std::vector<torch::Tensor> gated_combine_backward(const torch::Tensor& d_out,
+                                                  const torch::Tensor& w_logit,
+                                                  const torch::Tensor& p,
+                                                  const torch::Tensor& gate_logit,
+                                                  const torch::Tensor& u, double tau, bool hard);
+
+// y = x + gelu(a) (x may be undefined); da = dy * gelu'(a).
+torch::Tensor gelu_residual_forward(const torch::Tensor& x, const torch::Tensor& a);
+torch::Tensor gelu_residual_backward(const torch::Tensor& dy, const torch::Tensor& a);
+
+}  // namespace c2c::kernels::cuda
