@@ -3,8 +3,16 @@
 // fuser parameters change, and resume after a stop is bit-exact.
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "data/paired_dataset.h"
 #include "modules/common/error.h"
@@ -12,6 +20,7 @@
 #include "modules/fuser_checkpoint.h"
 #include "modules/safetensors.h"
 #include "tests/common/test_util.h"
+#include "trainer/checkpoint.h"
 #include "trainer/optimizer.h"
 #include "trainer/recipe.h"
 #include "trainer/trainer.h"
@@ -135,6 +144,125 @@ TEST(Trainer, ResumeIsBitExact) {
   auto ma = read_metrics(run_a), mb = read_metrics(run_b);
   ASSERT_EQ(ma.size(), mb.size());
   for (size_t i = 0; i < ma.size(); ++i) EXPECT_EQ(ma[i]["loss"], mb[i]["loss"]) << "step " << i + 1;
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(TrainerErrors, NonFiniteLossIsSkippedThenStops) {
+  const std::string data = write_synthetic_pairs(test::temp_dir("pairs"), 8, 4);
+  // A fuser whose projection output is NaN: every step's loss is NaN.
+  const std::string run0 = test::temp_dir("nan0");
+  Recipe r0 = Recipe::from_yaml_text(recipe_text(data, run0, 1), "r0");
+  FuserTrainer t0(r0);
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& p : t0.pipeline().mutable_fusers().sharers[0].fuser->named_parameters())
+      if (p.key().find("proj_out_bias") != std::string::npos) p.value().fill_(NAN);
+    for (auto& p : t0.pipeline().mutable_fusers().sharers[0].fuser->named_parameters())
+      if (p.key().find("gate_logit") != std::string::npos) p.value().fill_(5.0);
+  }
+  save_fuser_checkpoint(run0 + "/nan_fuser", t0.fusers());
+  const std::string run = test::temp_dir("nan");
+  Recipe r = Recipe::from_yaml_text(recipe_text(data, run, 10), "r",
+                                    {"fuser.init_from=" + run0 + "/nan_fuser", "train.max_bad_steps=2"});
+  const std::string msg = error_of([&] { run_training(r); });
+  EXPECT_NE(msg.find("3 steps with a non-finite loss"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("train.max_bad_steps = 2"), std::string::npos) << msg;
+  auto rows = read_metrics(run);
+  ASSERT_EQ(rows.size(), 2u);  // the two skipped steps were logged, the third stopped the run
+  EXPECT_TRUE(rows[0]["skipped"].get<bool>());
+}
+
+TEST(TrainerErrors, UnwritableOutputFolderFailsBeforeTraining) {
+  // A folder under a regular file cannot be created by anyone, root included.
+  const std::string data = write_synthetic_pairs(test::temp_dir("pairs"), 8, 5);
+  const std::string blocker = test::temp_dir("blk") + "/file";
+  std::ofstream(blocker) << "x";
+  Recipe r = Recipe::from_yaml_text(recipe_text(data, blocker + "/run", 2), "r");
+  const std::string msg = [&] {
+    try {
+      run_training(r);
+    } catch (const std::exception& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  }();
+  EXPECT_NE(msg.find(blocker), std::string::npos) << "error should name the folder: " << msg;
+}
+
+TEST(TrainerErrors, AlignmentOrSharerCountNotMatchingTheDataIsNamed) {
+  const std::string data = write_synthetic_pairs(test::temp_dir("pairs"), 8, 6);
+  // The synthetic data has one sharer; a recipe with two must be refused before training.
+  Recipe r = Recipe::from_yaml_text(recipe_text(data, test::temp_dir("run"), 2), "r");
+  r.sharers.push_back(r.sharers[0]);
+  const std::string msg = error_of([&] { run_training(r); });
+  EXPECT_NE(msg.find("prepared for 1 sharer(s) but the recipe names 2"), std::string::npos) << msg;
+}
+
+TEST(TrainerErrors, ReceiverNotMatchingAnInitFuserIsNamed) {
+  const std::string data = write_synthetic_pairs(test::temp_dir("pairs"), 8, 7);
+  const std::string run0 = test::temp_dir("init0");
+  Recipe r0 = Recipe::from_yaml_text(recipe_text(data, run0, 1), "r0");
+  save_fuser_checkpoint(run0 + "/f", FuserTrainer(r0).fusers());
+  // The same fuser with another receiver architecture (qwen2-tiny: other KV head dim).
+  Recipe r = Recipe::from_yaml_text(recipe_text(data, test::temp_dir("run"), 1), "r",
+                                    {"fuser.init_from=" + run0 + "/f",
+                                     "receiver=" + test::source_path("tests/fixtures/models/qwen2-tiny-bf16")});
+  const std::string msg = error_of([&] { FuserTrainer t(r); });
+  EXPECT_NE(msg.find("receiver"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("KV heads of dim"), std::string::npos) << msg;
+}
+
+TEST(TrainerKill, SigkillDuringCheckpointsLeavesALoadableOneAndResumeWorks) {
+  const char* build = std::getenv("C2C_BUILD_DIR");
+  const std::string c2c = build ? std::string(build) + "/c2c" : "";
+  if (c2c.empty() || access(c2c.c_str(), X_OK) != 0) GTEST_SKIP() << "needs the c2c binary (C2C_BUILD_DIR)";
+  const std::string data = write_synthetic_pairs(test::temp_dir("pairs"), 16, 8);
+  const std::string run = test::temp_dir("kill") + "/run";
+  // Wider fuser so each save takes long enough to be interrupted; a checkpoint every step.
+  const std::string text = recipe_text(data, run, 400);
+  const std::string recipe_path = test::temp_dir("kr") + "/r.yaml";
+  std::ofstream(recipe_path) << text;
+  std::vector<std::string> args = {c2c, "train", recipe_path, "--set", "checkpoint.every=1",
+                                   "--set", "fuser.hidden_dim=256", "--set", "fuser.intermediate_dim=256"};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+  pid_t pid = 0;
+  ASSERT_EQ(posix_spawn(&pid, c2c.c_str(), &fa, nullptr, argv.data(), environ), 0);
+  // Wait for a few checkpoints, then kill at a moment unrelated to the save cycle.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto last = latest_checkpoint(run);
+    if (last && last->find("step_00000003") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(37));
+  kill(pid, SIGKILL);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "the run ended before the kill";
+  auto last = latest_checkpoint(run);
+  ASSERT_TRUE(last.has_value());
+  // The newest complete checkpoint loads, and a resume continues from its step.
+  Recipe r = Recipe::from_yaml_text(text, "r", {"checkpoint.every=1", "fuser.hidden_dim=256",
+                                                "fuser.intermediate_dim=256"});
+  const int64_t at = read_json(*last + "/state.json")["step"].get<int64_t>();
+  EXPECT_GE(at, 3);
+  r.train.max_steps = 400;
+  const std::string where = run_training(r, /*stop_after=*/at + 1);
+  EXPECT_NE(where.find("step_"), std::string::npos);
+  EXPECT_EQ(read_json(where + "/state.json")["step"].get<int64_t>(), at + 1);
 }
 
 TEST(Recipe, UnknownKeyAndWrongTypeAreErrorsNamingThem) {
