@@ -311,6 +311,8 @@ torch::Tensor StackedFuserImpl::delta(const Weights& w, const torch::Tensor& sk,
       u = torch::stack({noise->key_u, noise->value_u})
               .to(logit.device(), torch::kFloat32)
               .view({2, n, B, Hr, N, 1});
+    } else if (!gate_noise_) {
+      u = torch::full({2, n, B, Hr, N, 1}, std::exp(-1.0), logit.options());  // G = 0
     } else {
       C2C_CHECK(generator_->device().type() == logit.device().type(),
                 "the fuser's generator is on ", generator_->device().str(),

@@ -99,6 +99,9 @@ class StackedFuserImpl : public torch::nn::Module {
   void set_generator(at::Generator generator) { generator_ = std::move(generator); }
   // A fresh generator on the fuser's current device seeded with `seed`.
   void reseed(uint64_t seed);
+  // false: training gates use Gumbel noise G = 0 (u = e^-1), i.e. sigmoid(logit/tau), without
+  // drawing; for tests that must not depend on how rows are split into batches. Default true.
+  void set_gate_noise(bool on) { gate_noise_ = on; }
 
   const FuserConfig& config() const { return config_; }
   int64_t num_fusers() const { return num_fusers_; }
@@ -131,6 +134,7 @@ class StackedFuserImpl : public torch::nn::Module {
   FuserConfig config_;
   int64_t num_fusers_;
   c10::optional<at::Generator> generator_;
+  bool gate_noise_ = true;
 
   // Stacked parameters, leading dims (2 = key/value, Lf).
   torch::Tensor in_weight_, in_bias_;                         // (2,Lf,h,in+out), (2,Lf,h)

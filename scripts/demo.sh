@@ -15,3 +15,8 @@ echo "--- fused generation (receiver + sharer cache through the trained fuser)"
 build/c2c generate --receiver "$R" --sharer "$S" --fuser runs/demo/final \
   --prompt "Saan lives in Arden. Where does Saan live?" --chat --max-new-tokens 16 --json
 echo "demo: fuser in runs/demo/final, metrics in runs/demo/metrics.jsonl"
+if python3 -c "import matplotlib" 2>/dev/null; then
+  python3 scripts/plot_metrics.py runs/demo   # loss and gate state by layer -> runs/demo/metrics.png
+else
+  echo "demo: pip install matplotlib, then python3 scripts/plot_metrics.py runs/demo draws the curves"
+fi

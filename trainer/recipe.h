@@ -20,6 +20,7 @@ struct FuserRecipe {
   std::string layer_map = "last_aligned";  // last_aligned | k_nearest | "t:s,t:s,..."
   std::string multi_sharer = "sequential";  // sequential | parallel
   std::string init_from;               // a fuser checkpoint folder to start from (optional)
+  bool gate_noise = true;              // Gumbel gate noise in training; false: G = 0 (tests)
 };
 
 struct DataRecipe {
@@ -50,6 +51,7 @@ struct TrainRecipe {
   int64_t eval_batches = 8;
   int64_t threads = 0;                 // CPU threads; 0: every core
   int64_t max_bad_steps = 10;          // non-finite losses skipped before the run stops
+  double dist_timeout_s = 300;         // multi-rank: a collective waiting longer fails
 };
 
 struct CheckpointRecipe {

@@ -15,16 +15,20 @@
 #include "modules/common/torch_compat.h"
 #include "modules/fuser_checkpoint.h"
 #include "trainer/checkpoint.h"
+#include "trainer/distributed.h"
 #include "trainer/trainer.h"
 
 namespace c2c {
 namespace {
 
-// Seeds of gate noise and dropout for micro-batch m of optimizer step s: a pure function, so a
-// resumed run draws exactly what an uninterrupted one would.
-uint64_t noise_seed(int64_t seed, int64_t step, int64_t micro) {
+// Seeds of gate noise and dropout for micro-batch m of optimizer step s on rank r: a pure
+// function, so a resumed run (same world size) draws exactly what an uninterrupted one would.
+// Keyed by rank, not by sample: each rank draws its own noise for its own rows, so the noise of
+// a sample depends on the world size (rank 0 draws what a single-rank run draws).
+uint64_t noise_seed(int64_t seed, int64_t step, int64_t micro, int rank) {
   uint64_t x = static_cast<uint64_t>(seed) * 0x9E3779B97F4A7C15ull ^
-               (static_cast<uint64_t>(step) << 20) ^ static_cast<uint64_t>(micro);
+               (static_cast<uint64_t>(step) << 20) ^ static_cast<uint64_t>(micro) ^
+               (static_cast<uint64_t>(rank) << 44);
   x ^= x >> 31;
   x *= 0xBF58476D1CE4E5B9ull;
   return x ^ (x >> 29);
@@ -46,15 +50,20 @@ int64_t supervised_tokens(const std::vector<PairedSample>& samples) {
   return n;
 }
 
-// Mean held-out loss per supervised token, hard gates, no dropout.
-double held_out_loss(FuserTrainer& trainer, const std::string& dir, int64_t batches, int64_t step) {
+// Mean held-out loss per supervised token, hard gates, no dropout. Ranks split the first
+// `batches` global batches (rank r takes rows r, r+W, ...) and sum.
+double held_out_loss(FuserTrainer& trainer, Distributed& dist, const std::string& dir,
+                     int64_t batches, int64_t step) {
   StreamOptions so;
   so.batch_size = trainer.recipe().train.micro_batch_size;
   so.shuffle_buffer = 1;
   so.pack_window = 1;
   so.drop_last = false;
+  so.rank = dist.rank();
+  so.world_size = dist.world_size();
   PairedStream stream(dir, so);
-  const int64_t n = std::min(batches, stream.batches_per_epoch());
+  const int64_t n = std::min((batches + dist.world_size() - 1) / dist.world_size(),
+                             stream.batches_per_epoch());
   trainer.set_mode(false, step);
   torch::NoGradGuard no_grad;
   double sum = 0;
@@ -65,6 +74,8 @@ double held_out_loss(FuserTrainer& trainer, const std::string& dir, int64_t batc
     sum += ml.loss_sum.item<double>();
     tokens += ml.tokens;
   }
+  sum = dist.all_reduce_sum_scalar(sum, "held-out loss");
+  tokens = std::llround(dist.all_reduce_sum_scalar(static_cast<double>(tokens), "held-out tokens"));
   return tokens > 0 ? sum / tokens : 0.0;
 }
 
@@ -73,17 +84,27 @@ double held_out_loss(FuserTrainer& trainer, const std::string& dir, int64_t batc
 std::string run_training(const Recipe& input_recipe, int64_t stop_after) {
   Recipe recipe = input_recipe;
   if (recipe.train.threads > 0) torch::set_num_threads(static_cast<int>(recipe.train.threads));
+  // Ranks from the launcher's environment; one rank unless one set them. Only rank 0 writes
+  // checkpoints, metrics and the progress line; the others print only errors.
+  const DistEnv dist_env = DistEnv::from_environment();
+  const bool main_rank = dist_env.rank == 0;
+  std::ostream null_stream(nullptr);
+  std::ostream& log = main_rank ? std::cerr : null_stream;
   // Fail early, before any work, when the output folder cannot be written.
-  std::filesystem::create_directories(recipe.checkpoint.dir);
-  write_file_atomic(join_path(recipe.checkpoint.dir, ".write_test"), "");
-  std::filesystem::remove(join_path(recipe.checkpoint.dir, ".write_test"));
-  const bool tty = isatty(STDERR_FILENO);
+  if (main_rank) {
+    std::filesystem::create_directories(recipe.checkpoint.dir);
+    write_file_atomic(join_path(recipe.checkpoint.dir, ".write_test"), "");
+    std::filesystem::remove(join_path(recipe.checkpoint.dir, ".write_test"));
+  }
+  const bool tty = main_rank && isatty(STDERR_FILENO);
 
   StreamOptions so;
   so.batch_size = recipe.train.micro_batch_size;
   so.shuffle_buffer = recipe.data.shuffle_buffer;
   so.pack_window = recipe.data.pack_window;
   so.seed = static_cast<uint64_t>(recipe.train.seed);
+  so.rank = dist_env.rank;
+  so.world_size = dist_env.world_size;
   PairedStream stream(recipe.data.train, so);
   {
     // The data must have been prepared for this pair: same number of sharers, same alignment.
@@ -100,20 +121,33 @@ std::string run_training(const Recipe& input_recipe, int64_t stop_after) {
   const int64_t per_epoch = stream.batches_per_epoch() / recipe.train.grad_accum;
   C2C_CHECK(per_epoch > 0 || recipe.train.max_steps > 0, "data '", recipe.data.train, "' has ",
             stream.num_samples(), " samples: not one optimizer step of ",
-            recipe.train.micro_batch_size * recipe.train.grad_accum, " sequences");
+            recipe.train.micro_batch_size * recipe.train.grad_accum, " sequences on each of ",
+            dist_env.world_size, " rank(s)");
   const int64_t total = recipe.train.max_steps > 0 ? recipe.train.max_steps : per_epoch;
   if (recipe.fuser.anneal_steps == 0) recipe.fuser.anneal_steps = total;
   const int64_t warmup = static_cast<int64_t>(std::ceil(recipe.train.warmup_ratio * total));
 
-  std::cerr << "c2c train: resolved recipe\n" << recipe.to_yaml();
-  std::cerr << "c2c train: " << stream.num_samples() << " samples, " << total << " optimizer steps of "
-            << recipe.train.micro_batch_size << " x " << recipe.train.grad_accum << " sequences\n";
+  log << "c2c train: resolved recipe\n" << recipe.to_yaml();
+  log << "c2c train: " << stream.num_samples() << " samples, " << total << " optimizer steps of "
+      << recipe.train.micro_batch_size << " x " << recipe.train.grad_accum << " sequences"
+      << (dist_env.world_size > 1 ? " x " + std::to_string(dist_env.world_size) + " ranks" : "")
+      << "\n";
 
   FuserTrainer trainer(recipe);
+  Distributed dist(dist_env, trainer.device(),
+                   std::chrono::milliseconds(std::llround(recipe.train.dist_timeout_s * 1000)));
+  if (dist.world_size() > 1)
+    log << "c2c train: " << dist.world_size() << " ranks over " << dist.backend() << ", rendezvous "
+        << dist_env.master_addr << ":" << dist_env.master_port << "\n";
   auto params = trainer.named_parameters();
+  {
+    std::vector<torch::Tensor> tensors;
+    for (const auto& p : params) tensors.push_back(p.second.detach());
+    dist.broadcast(tensors, "fuser parameters");  // every rank starts from rank 0's weights
+  }
   int64_t n_params = 0;
   for (const auto& p : params) n_params += p.second.numel();
-  std::cerr << "c2c train: " << n_params << " trainable fuser parameters on " << trainer.device()
+  log << "c2c train: " << n_params << " trainable fuser parameters on " << trainer.device()
             << " (both LLMs frozen)\n";
   AdamWOptions ao;
   ao.beta1 = recipe.train.adam_beta1;
@@ -123,8 +157,10 @@ std::string run_training(const Recipe& input_recipe, int64_t stop_after) {
   AdamW optimizer(params, ao);
 
   const std::string run_dir = recipe.checkpoint.dir;
-  std::filesystem::create_directories(run_dir);
-  write_file_atomic(join_path(run_dir, "recipe.yaml"), recipe.to_yaml());
+  if (main_rank) {
+    std::filesystem::create_directories(run_dir);
+    write_file_atomic(join_path(run_dir, "recipe.yaml"), recipe.to_yaml());
+  }
 
   int64_t step = 0;
   double elapsed_before = 0, tokens_before = 0;
@@ -135,12 +171,12 @@ std::string run_training(const Recipe& input_recipe, int64_t stop_after) {
       stream.restore(StreamCursor::from_json(state.at("data_cursor")));
       elapsed_before = state.value("elapsed_s", 0.0);
       tokens_before = state.value("tokens_seen", 0.0);
-      std::cerr << "c2c train: resumed from " << *last << " at step " << step << "\n";
+      log << "c2c train: resumed from " << *last << " at step " << step << "\n";
     }
   }
   // Metrics of steps after the resume point are rewritten by this run.
   const std::string metrics_path = join_path(run_dir, "metrics.jsonl");
-  {
+  if (main_rank) {
     std::vector<std::string> keep;
     std::ifstream in(metrics_path);
     for (std::string line; std::getline(in, line);) {
@@ -153,7 +189,8 @@ std::string run_training(const Recipe& input_recipe, int64_t stop_after) {
     for (const auto& l : keep) text += l + "\n";
     write_file_atomic(metrics_path, text);
   }
-  std::ofstream metrics(metrics_path, std::ios::app);
+  std::ofstream metrics;
+  if (main_rank) metrics.open(metrics_path, std::ios::app);
 
   auto save = [&](int64_t at_step, double elapsed, double tokens_seen) {
     nlohmann::json state;
@@ -172,21 +209,34 @@ std::string run_training(const Recipe& input_recipe, int64_t stop_after) {
   while (step < total) {
     // Fetch every micro-batch of the step first: the loss is the mean over all their supervised
     // tokens, so each micro-batch's sum is scaled by the step's total before backward.
+    // With several ranks the total is over all of them, so the summed gradients are the mean.
     std::vector<PairedBatch> micro;
     int64_t step_tokens = 0;
     for (int64_t m = 0; m < recipe.train.grad_accum; ++m) {
       micro.push_back(stream.next_batch());
       step_tokens += supervised_tokens(micro.back().samples);
     }
+    step_tokens = std::llround(
+        dist.all_reduce_sum_scalar(static_cast<double>(step_tokens), "supervised token count"));
     trainer.set_mode(true, step);
     optimizer.zero_grad();
     double loss_sum = 0;
     int64_t seen = 0;
     for (int64_t m = 0; m < recipe.train.grad_accum; ++m) {
-      MicroLoss ml = trainer.forward(micro[m].samples, noise_seed(recipe.train.seed, step, m));
+      MicroLoss ml = trainer.forward(micro[m].samples, noise_seed(recipe.train.seed, step, m, dist.rank()));
       (ml.loss_sum / static_cast<double>(std::max<int64_t>(step_tokens, 1))).backward();
       loss_sum += ml.loss_sum.item<double>();
       seen += ml.receiver_tokens;
+    }
+    if (dist.world_size() > 1) {
+      std::vector<torch::Tensor> grads;
+      for (auto& p : params) {
+        if (!p.second.grad().defined()) p.second.mutable_grad() = torch::zeros_like(p.second);
+        grads.push_back(p.second.grad());
+      }
+      dist.all_reduce_sum(grads, "gradients");
+      loss_sum = dist.all_reduce_sum_scalar(loss_sum, "loss");
+      seen = std::llround(dist.all_reduce_sum_scalar(static_cast<double>(seen), "receiver tokens"));
     }
     const double grad_norm = optimizer.clip_grad_norm(recipe.train.max_grad_norm);
     const double lr = scheduled_lr(recipe.train.lr, step, total, warmup, recipe.train.schedule);
@@ -198,7 +248,7 @@ std::string run_training(const Recipe& input_recipe, int64_t stop_after) {
       // and stop once it keeps happening.
       optimizer.zero_grad();
       ++bad_steps;
-      std::cerr << (tty ? "\n" : "") << "c2c train: step " << step + 1 << ": non-finite loss ("
+      log << (tty ? "\n" : "") << "c2c train: step " << step + 1 << ": non-finite loss ("
                 << loss_sum << ") or gradient norm (" << grad_norm << "); update skipped ("
                 << bad_steps << " of at most " << recipe.train.max_bad_steps << ")\n";
       C2C_CHECK(bad_steps <= recipe.train.max_bad_steps, "training stopped: ", bad_steps,
@@ -223,6 +273,7 @@ std::string run_training(const Recipe& input_recipe, int64_t stop_after) {
     // Gate state by layer: the key and value gate logits of every fuser (open when > 0).
     nlohmann::json gates = nlohmann::json::array();
     for (const auto& set : trainer.fusers().sharers) {
+      if (!main_rank) break;
       nlohmann::json g;
       g["receiver_layers"] = set.layer_map.receiver_layers();
       for (const auto& [name, t] : set.fuser->named_parameters().pairs()) {
@@ -235,10 +286,12 @@ std::string run_training(const Recipe& input_recipe, int64_t stop_after) {
     row["gates"] = gates;
     if (recipe.train.eval_every > 0 && !recipe.data.eval.empty() &&
         (step % recipe.train.eval_every == 0 || step == total)) {
-      row["eval_loss"] = held_out_loss(trainer, recipe.data.eval, recipe.train.eval_batches, step);
+      row["eval_loss"] = held_out_loss(trainer, dist, recipe.data.eval, recipe.train.eval_batches, step);
     }
-    metrics << row.dump() << "\n";
-    metrics.flush();
+    if (main_rank) {
+      metrics << row.dump() << "\n";
+      metrics.flush();
+    }
     if (step % recipe.train.log_every == 0 || step == total || row.contains("eval_loss")) {
       std::ostringstream line;
       line << "step " << step << "/" << total << "  loss " << std::fixed << std::setprecision(4)
@@ -249,27 +302,33 @@ std::string run_training(const Recipe& input_recipe, int64_t stop_after) {
            << compat::peak_host_memory_bytes() / (1 << 20) << " MiB  left "
            << format_duration(eta);
       if (tty)
-        std::cerr << "\r\033[K" << line.str() << std::flush;
+        log << "\r\033[K" << line.str() << std::flush;
       else
-        std::cerr << line.str() << "\n";
+        log << line.str() << "\n";
     }
     if ((recipe.checkpoint.every > 0 && step % recipe.checkpoint.every == 0 && step < total) ||
         step == stop_after) {
-      const std::string where = save(step, elapsed_before + elapsed, tokens_seen);
-      if (tty) std::cerr << "\n";
-      std::cerr << "c2c train: checkpoint " << where << "\n";
+      std::string where;
+      if (main_rank) where = save(step, elapsed_before + elapsed, tokens_seen);
+      dist.barrier("checkpoint");
+      if (!main_rank) where = latest_checkpoint(run_dir).value_or("");
+      if (tty) log << "\n";
+      log << "c2c train: checkpoint " << where << "\n";
       if (step == stop_after) return where;
     }
   }
-  if (tty) std::cerr << "\n";
+  if (tty) log << "\n";
   const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
-  if (step > start_step || !latest_checkpoint(run_dir)) save(step, elapsed_before + elapsed, tokens_seen);
-  // The exported fuser: our checkpoint format, fp32 master weights.
   const std::string final_dir = join_path(run_dir, "final");
-  FuserCheckpoint out = trainer.fusers();
-  out.source = {{"recipe", recipe.to_yaml()}, {"steps", step}};
-  save_fuser_checkpoint(final_dir, out);
-  std::cerr << "c2c train: done after " << step << " steps; fuser written to " << final_dir << "\n";
+  if (main_rank) {
+    if (step > start_step || !latest_checkpoint(run_dir)) save(step, elapsed_before + elapsed, tokens_seen);
+    // The exported fuser: our checkpoint format, fp32 master weights.
+    FuserCheckpoint out = trainer.fusers();
+    out.source = {{"recipe", recipe.to_yaml()}, {"steps", step}};
+    save_fuser_checkpoint(final_dir, out);
+  }
+  dist.barrier("final checkpoint");
+  log << "c2c train: done after " << step << " steps; fuser written to " << final_dir << "\n";
   return final_dir;
 }
 

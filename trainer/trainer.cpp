@@ -84,6 +84,7 @@ void FuserTrainer::set_mode(bool training, int64_t step) {
   for (auto& s : pipeline_->mutable_fusers().sharers) {
     s.fuser->train(training);
     s.fuser->set_step(step);
+    s.fuser->set_gate_noise(recipe_.fuser.gate_noise);
   }
 }
 

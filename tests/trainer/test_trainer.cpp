@@ -75,7 +75,8 @@ std::vector<nlohmann::json> read_metrics(const std::string& run_dir) {
 TEST(Trainer, LossFallsOverAShortRun) {
   const std::string data = write_synthetic_pairs(test::temp_dir("pairs"), 16, 1);
   const std::string run = test::temp_dir("run") + "/r";
-  Recipe r = Recipe::from_yaml_text(recipe_text(data, run, 40), "test");
+  Recipe r = Recipe::from_yaml_text(recipe_text(data, run, 40), "test",
+                                    {"data.eval=" + data, "train.eval_every=20", "train.eval_batches=2"});
   const std::string final_dir = run_training(r);
   auto rows = read_metrics(run);
   ASSERT_EQ(rows.size(), 40u);
@@ -83,6 +84,12 @@ TEST(Trainer, LossFallsOverAShortRun) {
   for (int i = 0; i < 5; ++i) first += rows[i]["loss"].get<double>() / 5;
   for (int i = 35; i < 40; ++i) last += rows[i]["loss"].get<double>() / 5;
   EXPECT_LT(last, first * 0.9) << "loss did not fall: first steps " << first << ", last " << last;
+  // The periodic held-out loss (hard gates, no dropout) is logged at steps 20 and 40 only.
+  EXPECT_FALSE(rows[18].contains("eval_loss"));
+  ASSERT_TRUE(rows[19].contains("eval_loss"));
+  ASSERT_TRUE(rows[39].contains("eval_loss"));
+  EXPECT_TRUE(std::isfinite(rows[39]["eval_loss"].get<double>()));
+  EXPECT_GT(rows[39]["eval_loss"].get<double>(), 0.0);
   // The exported fuser loads strictly and the gate temperature was annealed.
   auto ckpt = load_fuser_checkpoint(final_dir);
   ASSERT_EQ(ckpt.sharers.size(), 1u);
