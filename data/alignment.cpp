@@ -14,31 +14,6 @@
 namespace c2c {
 namespace {
 
-// Length of the well-formed UTF-8 sequence at s[i], or -(bytes of its maximal ill-formed subpart)
-// when it is not well formed: the same rule by which Tokenizer::encode reads invalid input as
-// U+FFFD, one code point per ill-formed subpart, so our code point counts match its offsets.
-int utf8_sequence(const std::string& s, size_t i) {
-  const auto b = [&](size_t k) { return i + k < s.size() ? static_cast<uint8_t>(s[i + k]) : 0; };
-  const uint8_t c0 = b(0);
-  if (c0 < 0x80) return 1;
-  int n = 0;
-  uint8_t lo = 0x80, hi = 0xBF;
-  if (c0 >= 0xC2 && c0 <= 0xDF) n = 2;
-  else if (c0 == 0xE0) n = 3, lo = 0xA0;
-  else if ((c0 >= 0xE1 && c0 <= 0xEC) || c0 == 0xEE || c0 == 0xEF) n = 3;
-  else if (c0 == 0xED) n = 3, hi = 0x9F;
-  else if (c0 == 0xF0) n = 4, lo = 0x90;
-  else if (c0 >= 0xF1 && c0 <= 0xF3) n = 4;
-  else if (c0 == 0xF4) n = 4, hi = 0x8F;
-  else return -1;
-  for (int k = 1; k < n; ++k) {
-    const uint8_t c = b(k);
-    const bool ok = (k == 1) ? (c >= lo && c <= hi) : (c >= 0x80 && c <= 0xBF);
-    if (!ok || i + k >= s.size()) return -k;
-  }
-  return n;
-}
-
 int64_t code_points(const std::string& s) {
   int64_t n = 0;
   for (size_t i = 0; i < s.size(); ++n) i += std::abs(utf8_sequence(s, i));

@@ -47,29 +47,6 @@ void append_utf8(std::string& out, char32_t c) {
   }
 }
 
-// Length of the well-formed UTF-8 sequence at s[i] (Unicode table 3-7), or -(bytes of its
-// maximal ill-formed subpart, at least 1) when it is not well formed.
-int utf8_sequence(const std::string& s, size_t i) {
-  const auto b = [&](size_t k) { return i + k < s.size() ? static_cast<uint8_t>(s[i + k]) : 0; };
-  const uint8_t c0 = b(0);
-  if (c0 < 0x80) return 1;
-  int n = 0;
-  uint8_t lo = 0x80, hi = 0xBF;
-  if (c0 >= 0xC2 && c0 <= 0xDF) n = 2;
-  else if (c0 == 0xE0) n = 3, lo = 0xA0;
-  else if ((c0 >= 0xE1 && c0 <= 0xEC) || c0 == 0xEE || c0 == 0xEF) n = 3;
-  else if (c0 == 0xED) n = 3, hi = 0x9F;
-  else if (c0 == 0xF0) n = 4, lo = 0x90;
-  else if (c0 >= 0xF1 && c0 <= 0xF3) n = 4;
-  else if (c0 == 0xF4) n = 4, hi = 0x8F;
-  else return -1;
-  for (int k = 1; k < n; ++k) {
-    const uint8_t c = b(k);
-    const bool ok = (k == 1) ? (c >= lo && c <= hi) : (c >= 0x80 && c <= 0xBF);
-    if (!ok || i + k >= s.size()) return -k;
-  }
-  return n;
-}
 
 // Valid UTF-8 with each maximal ill-formed subpart replaced by U+FFFD (as Rust's
 // String::from_utf8_lossy and Python's errors="replace").
@@ -316,6 +293,30 @@ std::string config_token(const json& cfg, const char* key) {
 }
 
 }  // namespace
+
+// Length of the well-formed UTF-8 sequence at s[i] (Unicode table 3-7), or -(bytes of its
+// maximal ill-formed subpart, at least 1) when it is not well formed.
+int utf8_sequence(const std::string& s, size_t i) {
+  const auto b = [&](size_t k) { return i + k < s.size() ? static_cast<uint8_t>(s[i + k]) : 0; };
+  const uint8_t c0 = b(0);
+  if (c0 < 0x80) return 1;
+  int n = 0;
+  uint8_t lo = 0x80, hi = 0xBF;
+  if (c0 >= 0xC2 && c0 <= 0xDF) n = 2;
+  else if (c0 == 0xE0) n = 3, lo = 0xA0;
+  else if ((c0 >= 0xE1 && c0 <= 0xEC) || c0 == 0xEE || c0 == 0xEF) n = 3;
+  else if (c0 == 0xED) n = 3, hi = 0x9F;
+  else if (c0 == 0xF0) n = 4, lo = 0x90;
+  else if (c0 >= 0xF1 && c0 <= 0xF3) n = 4;
+  else if (c0 == 0xF4) n = 4, hi = 0x8F;
+  else return -1;
+  for (int k = 1; k < n; ++k) {
+    const uint8_t c = b(k);
+    const bool ok = (k == 1) ? (c >= lo && c <= hi) : (c >= 0x80 && c <= 0xBF);
+    if (!ok || i + k >= s.size()) return -k;
+  }
+  return n;
+}
 
 // ---- the tokenizer ----------------------------------------------------------------------------
 

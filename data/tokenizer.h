@@ -15,6 +15,11 @@ namespace c2c {
 // ids and, per id, the [begin, end) span it covers in the input, in Unicode code points (as
 // `encoding.offsets` of the `tokenizers` Python package). Tokens added by the post-processor
 // (BOS) have the empty span (0, 0).
+// Length of the well-formed UTF-8 sequence at s[i] (Unicode table 3-7), or -(bytes of its
+// maximal ill-formed subpart) when it is not: the rule by which encode() reads invalid input as
+// U+FFFD, one code point per ill-formed subpart (offsets count code points that way).
+int utf8_sequence(const std::string& s, size_t i);
+
 struct Encoding {
   std::vector<int64_t> ids;
   std::vector<std::pair<int64_t, int64_t>> offsets;

@@ -17,6 +17,7 @@
 #include "modules/common/files.h"
 #include "modules/safetensors.h"
 #include "tests/common/test_util.h"
+#include "tests/trainer/synthetic_pairs.h"
 #include "trainer/distributed.h"
 #include "trainer/recipe.h"
 #include "trainer/trainer.h"
@@ -25,30 +26,6 @@ extern char** environ;
 using namespace c2c;
 
 namespace {
-
-// As in test_trainer.cpp: n samples, a prompt of 6-9 tokens and a response repeating part of it.
-std::string write_synthetic_pairs(const std::string& dir, int n, uint64_t seed) {
-  torch::manual_seed(seed);
-  PairedDatasetWriter w(dir, /*num_sharers=*/1, /*shard_size=*/7);
-  for (int i = 0; i < n; ++i) {
-    const int64_t p = 6 + i % 4, r = 4 + i % 3;
-    auto prompt = torch::randint(3, 1000, {p}, torch::kInt64);
-    PairedSample s;
-    s.receiver_ids.assign(prompt.data_ptr<int64_t>(), prompt.data_ptr<int64_t>() + p);
-    for (int64_t t = 0; t < r; ++t) s.receiver_ids.push_back(s.receiver_ids[t % p]);
-    s.prompt_length = p;
-    s.loss_start = p;
-    s.loss_end = p + r;
-    PairedSharer sh;
-    sh.ids.assign(s.receiver_ids.begin(), s.receiver_ids.begin() + p - 1);
-    sh.mask.assign(sh.ids.size(), 1);
-    for (int64_t t = 0; t < p + r; ++t) sh.slot_of.push_back(t < p - 1 ? t : -1);
-    s.sharers.push_back(sh);
-    w.add(std::move(s));
-  }
-  w.finish();
-  return dir;
-}
 
 // pack_window 1: each step's global rows are the same set whatever the world size (stream.h).
 std::string recipe_text(const std::string& data, const std::string& run_dir, int steps,
@@ -117,7 +94,7 @@ TEST(Distributed, SingleRankCollectivesAreNoOps) {
 }
 
 TEST(DataParallel, TwoRanksWithHalfBatchesMatchOneRank) {
-  const std::string data = write_synthetic_pairs(test::temp_dir("pairs"), 16, 11);
+  const std::string data = test::write_synthetic_pairs(test::temp_dir("pairs"), 16, 11);
   const int steps = 3;
   // Two ranks x micro-batch 1 x accumulation 2 ...
   const std::string run2 = test::temp_dir("ddp2") + "/r";

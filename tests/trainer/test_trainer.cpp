@@ -20,6 +20,7 @@
 #include "modules/fuser_checkpoint.h"
 #include "modules/safetensors.h"
 #include "tests/common/test_util.h"
+#include "tests/trainer/synthetic_pairs.h"
 #include "trainer/checkpoint.h"
 #include "trainer/optimizer.h"
 #include "trainer/recipe.h"
@@ -28,31 +29,6 @@
 using namespace c2c;
 
 namespace {
-
-// n samples: a prompt of 6-9 tokens, a response of 4-6 tokens that repeats part of the prompt
-// (learnable through the cache), identity alignment for one sharer.
-std::string write_synthetic_pairs(const std::string& dir, int n, uint64_t seed) {
-  torch::manual_seed(seed);
-  PairedDatasetWriter w(dir, /*num_sharers=*/1, /*shard_size=*/7);
-  for (int i = 0; i < n; ++i) {
-    const int64_t p = 6 + i % 4, r = 4 + i % 3;
-    auto prompt = torch::randint(3, 1000, {p}, torch::kInt64);
-    PairedSample s;
-    s.receiver_ids.assign(prompt.data_ptr<int64_t>(), prompt.data_ptr<int64_t>() + p);
-    for (int64_t t = 0; t < r; ++t) s.receiver_ids.push_back(s.receiver_ids[t % p]);
-    s.prompt_length = p;
-    s.loss_start = p;
-    s.loss_end = p + r;
-    PairedSharer sh;
-    sh.ids.assign(s.receiver_ids.begin(), s.receiver_ids.begin() + p - 1);
-    sh.mask.assign(sh.ids.size(), 1);
-    for (int64_t t = 0; t < p + r; ++t) sh.slot_of.push_back(t < p - 1 ? t : -1);
-    s.sharers.push_back(sh);
-    w.add(std::move(s));
-  }
-  w.finish();
-  return dir;
-}
 
 std::string recipe_text(const std::string& data, const std::string& run_dir, int steps) {
   return "receiver: " + test::source_path("tests/fixtures/models/qwen3-tiny") + "\n" +
@@ -73,7 +49,7 @@ std::vector<nlohmann::json> read_metrics(const std::string& run_dir) {
 }
 
 TEST(Trainer, LossFallsOverAShortRun) {
-  const std::string data = write_synthetic_pairs(test::temp_dir("pairs"), 16, 1);
+  const std::string data = test::write_synthetic_pairs(test::temp_dir("pairs"), 16, 1);
   const std::string run = test::temp_dir("run") + "/r";
   Recipe r = Recipe::from_yaml_text(recipe_text(data, run, 40), "test",
                                     {"data.eval=" + data, "train.eval_every=20", "train.eval_batches=2"});
@@ -98,7 +74,7 @@ TEST(Trainer, LossFallsOverAShortRun) {
 }
 
 TEST(Trainer, OnlyFuserParametersChange) {
-  const std::string data = write_synthetic_pairs(test::temp_dir("pairs"), 8, 2);
+  const std::string data = test::write_synthetic_pairs(test::temp_dir("pairs"), 8, 2);
   Recipe r = Recipe::from_yaml_text(recipe_text(data, test::temp_dir("run2"), 3), "test");
   FuserTrainer trainer(r);
   std::map<std::string, torch::Tensor> frozen_before;
@@ -130,7 +106,7 @@ TEST(Trainer, OnlyFuserParametersChange) {
 }
 
 TEST(Trainer, ResumeIsBitExact) {
-  const std::string data = write_synthetic_pairs(test::temp_dir("pairs"), 16, 3);
+  const std::string data = test::write_synthetic_pairs(test::temp_dir("pairs"), 16, 3);
   // 2N steps in one run.
   const std::string run_a = test::temp_dir("runa") + "/a";
   const std::string final_a = run_training(Recipe::from_yaml_text(recipe_text(data, run_a, 8), "a"));
@@ -163,7 +139,7 @@ std::string error_of(const std::function<void()>& f) {
 }
 
 TEST(TrainerErrors, NonFiniteLossIsSkippedThenStops) {
-  const std::string data = write_synthetic_pairs(test::temp_dir("pairs"), 8, 4);
+  const std::string data = test::write_synthetic_pairs(test::temp_dir("pairs"), 8, 4);
   // A fuser whose projection output is NaN: every step's loss is NaN.
   const std::string run0 = test::temp_dir("nan0");
   Recipe r0 = Recipe::from_yaml_text(recipe_text(data, run0, 1), "r0");
@@ -189,7 +165,7 @@ TEST(TrainerErrors, NonFiniteLossIsSkippedThenStops) {
 
 TEST(TrainerErrors, UnwritableOutputFolderFailsBeforeTraining) {
   // A folder under a regular file cannot be created by anyone, root included.
-  const std::string data = write_synthetic_pairs(test::temp_dir("pairs"), 8, 5);
+  const std::string data = test::write_synthetic_pairs(test::temp_dir("pairs"), 8, 5);
   const std::string blocker = test::temp_dir("blk") + "/file";
   std::ofstream(blocker) << "x";
   Recipe r = Recipe::from_yaml_text(recipe_text(data, blocker + "/run", 2), "r");
@@ -205,7 +181,7 @@ TEST(TrainerErrors, UnwritableOutputFolderFailsBeforeTraining) {
 }
 
 TEST(TrainerErrors, AlignmentOrSharerCountNotMatchingTheDataIsNamed) {
-  const std::string data = write_synthetic_pairs(test::temp_dir("pairs"), 8, 6);
+  const std::string data = test::write_synthetic_pairs(test::temp_dir("pairs"), 8, 6);
   // The synthetic data has one sharer; a recipe with two must be refused before training.
   Recipe r = Recipe::from_yaml_text(recipe_text(data, test::temp_dir("run"), 2), "r");
   r.sharers.push_back(r.sharers[0]);
@@ -214,7 +190,7 @@ TEST(TrainerErrors, AlignmentOrSharerCountNotMatchingTheDataIsNamed) {
 }
 
 TEST(TrainerErrors, ReceiverNotMatchingAnInitFuserIsNamed) {
-  const std::string data = write_synthetic_pairs(test::temp_dir("pairs"), 8, 7);
+  const std::string data = test::write_synthetic_pairs(test::temp_dir("pairs"), 8, 7);
   const std::string run0 = test::temp_dir("init0");
   Recipe r0 = Recipe::from_yaml_text(recipe_text(data, run0, 1), "r0");
   save_fuser_checkpoint(run0 + "/f", FuserTrainer(r0).fusers());
@@ -231,7 +207,7 @@ TEST(TrainerKill, SigkillDuringCheckpointsLeavesALoadableOneAndResumeWorks) {
   const char* build = std::getenv("C2C_BUILD_DIR");
   const std::string c2c = build ? std::string(build) + "/c2c" : "";
   if (c2c.empty() || access(c2c.c_str(), X_OK) != 0) GTEST_SKIP() << "needs the c2c binary (C2C_BUILD_DIR)";
-  const std::string data = write_synthetic_pairs(test::temp_dir("pairs"), 16, 8);
+  const std::string data = test::write_synthetic_pairs(test::temp_dir("pairs"), 16, 8);
   const std::string run = test::temp_dir("kill") + "/run";
   // Wider fuser so each save takes long enough to be interrupted; a checkpoint every step.
   const std::string text = recipe_text(data, run, 400);

@@ -1,0 +1,36 @@
+// A synthetic paired data set for the trainer tests: n samples, a prompt of 6-9 tokens and a
+// response of 4-6 tokens that repeats part of the prompt (learnable through the fused cache), one
+// sharer with identity alignment, for the tiny fixture pair (vocabulary 1024).
+#pragma once
+#include <torch/torch.h>
+
+#include <string>
+
+#include "data/paired_dataset.h"
+
+namespace c2c::test {
+
+inline std::string write_synthetic_pairs(const std::string& dir, int n, uint64_t seed) {
+  torch::manual_seed(seed);
+  PairedDatasetWriter w(dir, /*num_sharers=*/1, /*shard_size=*/7);
+  for (int i = 0; i < n; ++i) {
+    const int64_t p = 6 + i % 4, r = 4 + i % 3;
+    auto prompt = torch::randint(3, 1000, {p}, torch::kInt64);
+    PairedSample s;
+    s.receiver_ids.assign(prompt.data_ptr<int64_t>(), prompt.data_ptr<int64_t>() + p);
+    for (int64_t t = 0; t < r; ++t) s.receiver_ids.push_back(s.receiver_ids[t % p]);
+    s.prompt_length = p;
+    s.loss_start = p;
+    s.loss_end = p + r;
+    PairedSharer sh;
+    sh.ids.assign(s.receiver_ids.begin(), s.receiver_ids.begin() + p - 1);
+    sh.mask.assign(sh.ids.size(), 1);
+    for (int64_t t = 0; t < p + r; ++t) sh.slot_of.push_back(t < p - 1 ? t : -1);
+    s.sharers.push_back(sh);
+    w.add(std::move(s));
+  }
+  w.finish();
+  return dir;
+}
+
+}  // namespace c2c::test
