@@ -61,9 +61,10 @@ std::vector<KVCache> FusedPipeline::prefill_sharers(const std::vector<SharerInpu
   std::vector<KVCache> caches;
   for (size_t j = 0; j < sharers_.size(); ++j) {
     auto [ids, mask] = pad_batch(inputs[j].ids);
+    auto mask_a = mask.accessor<bool, 2>();
     for (size_t b = 0; b < inputs[j].mask.size(); ++b)
       for (size_t t = 0; t < inputs[j].mask[b].size(); ++t)
-        if (!inputs[j].mask[b][t]) mask[b][t] = false;  // padding inside the sharer's sequence
+        if (!inputs[j].mask[b][t]) mask_a[b][t] = false;  // padding inside the sharer's sequence
     KVCache c = sharers_[j]->new_cache(ids.size(0), std::max<int64_t>(ids.size(1), 1));
     if (ids.size(1) > 0) sharers_[j]->forward_hidden(ids.to(sharers_[j]->device()),
                                                      mask.to(sharers_[j]->device()), c);

@@ -124,7 +124,8 @@ GenerateResult generate(const LLM& model, const std::vector<std::vector<int64_t>
     }
     if (all_done || step + 1 == new_tokens) break;
     auto mask = torch::empty({B, 1}, torch::kBool);
-    for (int64_t b = 0; b < B; ++b) mask[b][0] = !done[b];
+    auto mask_a = mask.accessor<bool, 2>();
+    for (int64_t b = 0; b < B; ++b) mask_a[b][0] = !done[b];
     logits = model.forward(next.view({B, 1}).to(dev), mask.to(dev), cache, true);
   }
   result.timings.decode_s = seconds_since(t0);

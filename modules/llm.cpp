@@ -185,7 +185,8 @@ torch::Tensor LLM::forward_hidden(const torch::Tensor& ids_in, const torch::Tens
             " does not match ids ", ids.sizes());
   {
     // Bounds checks cost one host sync per forward, not per layer.
-    const int64_t lo = ids.min().item<int64_t>(), hi = ids.max().item<int64_t>();
+    const auto range = torch::stack({ids.min(), ids.max()}).to(torch::kCPU);
+    const int64_t lo = range[0].item<int64_t>(), hi = range[1].item<int64_t>();
     C2C_CHECK(lo >= 0 && hi < c.vocab_size, "token id out of range [0, ", c.vocab_size, "): ",
               lo < 0 ? lo : hi);
   }

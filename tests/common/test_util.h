@@ -2,7 +2,10 @@
 #pragma once
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <string>
+
+#include "modules/common/error.h"
 
 namespace c2c::test {
 
@@ -14,6 +17,16 @@ std::string source_path(const std::string& rel);
 std::string shared_dir();
 // A fresh empty temporary folder, removed at exit.
 std::string temp_dir(const std::string& tag);
+
+// The message of the c2c::Error that `fn` throws, or "" when it throws none.
+inline std::string error_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const ::c2c::Error& e) {
+    return e.what();
+  }
+  return "";
+}
 
 }  // namespace c2c::test
 

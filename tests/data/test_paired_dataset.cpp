@@ -50,14 +50,7 @@ void expect_same(const PairedSample& a, const PairedSample& b) {
   }
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using test::error_of;
 
 TEST(PairedDataset, RoundTripAcrossShards) {
   const std::string dir = test::temp_dir("paired_rt");

@@ -20,14 +20,7 @@ namespace fs = std::filesystem;
 
 std::string official_dir() { return test::source_path("tests/fixtures/fuser/official_tiny"); }
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using test::error_of;
 
 TEST(FuserCheckpoint, TorchStateDictReaderMatchesPython) {
   auto tensors = read_torch_state_dict(official_dir() + "/final/projector_0.pt");

@@ -129,14 +129,7 @@ TEST(Trainer, ResumeIsBitExact) {
   for (size_t i = 0; i < ma.size(); ++i) EXPECT_EQ(ma[i]["loss"], mb[i]["loss"]) << "step " << i + 1;
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using test::error_of;
 
 TEST(TrainerErrors, NonFiniteLossIsSkippedThenStops) {
   const std::string data = test::write_synthetic_pairs(test::temp_dir("pairs"), 8, 4);
