@@ -1,6 +1,7 @@
 #include "modules/llm.h"
 
 #include <cmath>
+#include <filesystem>
 #include <set>
 
 #include "modules/common/error.h"
@@ -252,6 +253,77 @@ torch::Tensor LLM::forward_hidden(const torch::Tensor& ids_in, const torch::Tens
   }
   cache.commit(mask);
   return rms_norm(x, final_norm_);
+}
+
+std::vector<std::pair<std::string, torch::Tensor>> LLM::make_trainable() {
+  C2C_CHECK(opts_.dtype == torch::kFloat32, "LLM::make_trainable: model '", path_,
+            "' must be loaded in float32 to be trained");
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  auto add = [&](const std::string& name, torch::Tensor& t) {
+    if (!t.defined()) return;
+    t = t.detach().clone().requires_grad_(true);
+    out.emplace_back(name, t);
+  };
+  add("model.embed_tokens.weight", embed_);
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    Layer& L = layers_[l];
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    add(p + "self_attn.qkv_proj.weight", L.qkv_w);
+    add(p + "self_attn.qkv_proj.bias", L.qkv_b);
+    add(p + "self_attn.o_proj.weight", L.o_w);
+    add(p + "self_attn.q_norm.weight", L.q_norm);
+    add(p + "self_attn.k_norm.weight", L.k_norm);
+    add(p + "mlp.gate_up_proj.weight", L.gate_up_w);
+    add(p + "mlp.down_proj.weight", L.down_w);
+    add(p + "input_layernorm.weight", L.in_norm);
+    add(p + "post_attention_layernorm.weight", L.post_norm);
+  }
+  add("model.norm.weight", final_norm_);
+  if (config_.tie_word_embeddings) lm_head_ = embed_;
+  else add("lm_head.weight", lm_head_);
+  return out;
+}
+
+void LLM::save(const std::string& dir, torch::Dtype dtype) const {
+  const ModelConfig& c = config_;
+  const int64_t D = c.head_dim, Hq = c.num_heads, H = c.num_kv_heads, I = c.intermediate_size;
+  NamedTensors t;
+  auto put = [&](const std::string& name, const torch::Tensor& x) {
+    t.emplace_back(name, x.detach().to(torch::kCPU, dtype).contiguous());
+  };
+  put("model.embed_tokens.weight", embed_);
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    const Layer& L = layers_[l];
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    put(p + "self_attn.q_proj.weight", L.qkv_w.narrow(0, 0, Hq * D));
+    put(p + "self_attn.k_proj.weight", L.qkv_w.narrow(0, Hq * D, H * D));
+    put(p + "self_attn.v_proj.weight", L.qkv_w.narrow(0, (Hq + H) * D, H * D));
+    if (L.qkv_b.defined()) {
+      put(p + "self_attn.q_proj.bias", L.qkv_b.narrow(0, 0, Hq * D));
+      put(p + "self_attn.k_proj.bias", L.qkv_b.narrow(0, Hq * D, H * D));
+      put(p + "self_attn.v_proj.bias", L.qkv_b.narrow(0, (Hq + H) * D, H * D));
+    }
+    put(p + "self_attn.o_proj.weight", L.o_w);
+    if (L.q_norm.defined()) {
+      put(p + "self_attn.q_norm.weight", L.q_norm);
+      put(p + "self_attn.k_norm.weight", L.k_norm);
+    }
+    put(p + "mlp.gate_proj.weight", L.gate_up_w.narrow(0, 0, I));
+    put(p + "mlp.up_proj.weight", L.gate_up_w.narrow(0, I, I));
+    put(p + "mlp.down_proj.weight", L.down_w);
+    put(p + "input_layernorm.weight", L.in_norm);
+    put(p + "post_attention_layernorm.weight", L.post_norm);
+  }
+  put("model.norm.weight", final_norm_);
+  if (!c.tie_word_embeddings) put("lm_head.weight", lm_head_);
+  std::filesystem::create_directories(dir);
+  auto cfg = read_json(join_path(path_, "config.json"));
+  cfg["torch_dtype"] = dtype == torch::kBFloat16 ? "bfloat16" : dtype == torch::kFloat16 ? "float16" : "float32";
+  cfg.erase("dtype");
+  const std::string tmp = join_path(dir, ".model.safetensors.tmp");
+  save_safetensors(tmp, t, {{"format", "pt"}});
+  std::filesystem::rename(tmp, join_path(dir, "model.safetensors"));
+  write_file_atomic(join_path(dir, "config.json"), cfg.dump(2) + "\n");
 }
 
 torch::Tensor LLM::logits(const torch::Tensor& hidden) const {

@@ -9,6 +9,8 @@
 
 #include <map>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "modules/kv_cache.h"
 #include "modules/model_config.h"
@@ -43,6 +45,15 @@ class LLM {
   torch::Tensor forward_hidden(const torch::Tensor& ids, const torch::Tensor& mask,
                                KVCache& cache) const;
   torch::Tensor logits(const torch::Tensor& hidden) const;
+
+  // Full-parameter training (`c2c pretrain`): makes every weight the forward uses a leaf that
+  // requires grad and returns (name, tensor); q/k/v and gate/up are trained as the stacked
+  // tensors the forward multiplies by (".self_attn.qkv_proj.weight", ".mlp.gate_up_proj.weight"),
+  // tied embeddings appear once. Needs fp32 compute. weights() keeps the loaded copies.
+  std::vector<std::pair<std::string, torch::Tensor>> make_trainable();
+  // Writes config.json (this model's, with torch_dtype) and model.safetensors in the Hugging
+  // Face layout, stacked tensors split back; the file is written atomically.
+  void save(const std::string& dir, torch::Dtype dtype) const;
 
   // Name -> tensor of every weight as loaded (compute dtype), for tests and checks.
   const std::map<std::string, torch::Tensor>& weights() const { return weights_; }

@@ -21,6 +21,9 @@ const Command kCommands[] = {
     {"tokenize", cmd_tokenize, "print token ids and character offsets of a text"},
     {"import-official", cmd_import_official, "convert a published C2C fuser (projector_*.pt) to our fuser checkpoint"},
     {"make-random-model", cmd_make_random_model, "write a random-weight model folder with published shapes"},
+    {"eval", cmd_eval, "accuracy and latency of receiver / sharer / T2T / C2C on multiple-choice benchmarks"},
+    {"pretrain", cmd_pretrain, "train every weight of a small LLM on text / chats (the toy world's models)"},
+    {"toy-world", cmd_toy_world, "write the seeded fictional world of the demo (corpora, fuser data, benchmarks)"},
     {"prepare", cmd_prepare, "turn conversations (JSONL / JSON array) into paired HDF5 training shards"},
 };
 

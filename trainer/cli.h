@@ -15,5 +15,8 @@ int cmd_import_official(const std::vector<std::string>& argv);
 int cmd_make_random_model(const std::vector<std::string>& argv);
 int cmd_prepare(const std::vector<std::string>& argv);
 int cmd_train(const std::vector<std::string>& argv);
+int cmd_eval(const std::vector<std::string>& argv);
+int cmd_pretrain(const std::vector<std::string>& argv);
+int cmd_toy_world(const std::vector<std::string>& argv);
 
 }  // namespace c2c::cli

@@ -89,12 +89,16 @@ void FuserTrainer::set_mode(bool training, int64_t step) {
 }
 
 MicroLoss FuserTrainer::forward(const std::vector<PairedSample>& batch, uint64_t noise_seed) {
-  const int64_t B = static_cast<int64_t>(batch.size());
-  C2C_CHECK(B > 0, "FuserTrainer::forward: empty batch");
-  const LLM& receiver = *pipeline_->receiver();
-  const size_t n_sharers = pipeline_->sharers().size();
-  for (size_t j = 0; j < n_sharers; ++j)
+  for (size_t j = 0; j < pipeline_->sharers().size(); ++j)
     pipeline_->mutable_fusers().sharers[j].fuser->reseed(noise_seed + 7919 * j);
+  return receiver_loss(*pipeline_->receiver(), pipeline_.get(), batch);
+}
+
+MicroLoss receiver_loss(const LLM& receiver, const FusedPipeline* fusion,
+                        const std::vector<PairedSample>& batch) {
+  const int64_t B = static_cast<int64_t>(batch.size());
+  C2C_CHECK(B > 0, "receiver_loss: empty batch");
+  const size_t n_sharers = fusion ? fusion->sharers().size() : 0;
 
   // Split every row into the fused prefix [0, P-1) and the response section [P-1, end).
   std::vector<std::vector<int64_t>> prefix(B), response(B);
@@ -105,7 +109,7 @@ MicroLoss FuserTrainer::forward(const std::vector<PairedSample>& batch, uint64_t
     const int64_t n = static_cast<int64_t>(ex.receiver_ids.size());
     C2C_CHECK(ex.prompt_length >= 1 && ex.prompt_length < n, "sample ", ex.index,
               ": prompt length ", ex.prompt_length, " must be in [1, ", n, ") so a response remains");
-    C2C_CHECK(ex.sharers.size() == n_sharers, "sample ", ex.index, " has ", ex.sharers.size(),
+    C2C_CHECK(!fusion || ex.sharers.size() == n_sharers, "sample ", ex.index, " has ", ex.sharers.size(),
               " sharer sequences for ", n_sharers, " sharers\nHINT: prepare the data with the "
               "recipe's sharer tokenizers");
     prefix[b].assign(ex.receiver_ids.begin(), ex.receiver_ids.begin() + ex.prompt_length - 1);
@@ -126,14 +130,15 @@ MicroLoss FuserTrainer::forward(const std::vector<PairedSample>& batch, uint64_t
     }
   }
   const auto dev = receiver.device();
-  std::vector<KVCache> sharer_caches = pipeline_->prefill_sharers(inputs);
+  std::vector<KVCache> sharer_caches;
+  if (fusion) sharer_caches = fusion->prefill_sharers(inputs);
   KVCache cache = receiver.new_cache(B, 0);  // growing: the fused slices stay in the graph
   {
     torch::NoGradGuard no_grad;  // the receiver's own prefix KV is an input, not a parameter path
     auto [ids, mask] = pad_batch(prefix);
     receiver.forward_hidden(ids.to(dev), mask.to(dev), cache);
   }
-  pipeline_->fuse_into(cache, sharer_caches, inputs);
+  if (fusion) fusion->fuse_into(cache, sharer_caches, inputs);
 
   auto [rids, rmask] = pad_batch(response);
   auto hidden = receiver.forward_hidden(rids.to(dev), rmask.to(dev), cache);  // (B, Tr, E)
@@ -152,9 +157,12 @@ MicroLoss FuserTrainer::forward(const std::vector<PairedSample>& batch, uint64_t
   auto rows = (flat_labels >= 0).nonzero().view({-1});
   auto picked = hidden.reshape({B * Tr, -1}).index_select(0, rows.to(dev));
   auto logits = receiver.logits(picked);  // (tokens, V) fp32
-  out.loss_sum = torch::nn::functional::cross_entropy(
+  auto per_token = torch::nn::functional::cross_entropy(
       logits, flat_labels.index_select(0, rows).to(dev),
-      torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
+      torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
+  out.loss_sum = per_token.sum();
+  out.row_loss = torch::zeros({B}, per_token.options())
+                     .index_add(0, rows.div(Tr, "floor").to(dev), per_token.detach());
   return out;
 }
 

@@ -24,7 +24,15 @@ struct MicroLoss {
   torch::Tensor loss_sum;  // 0-d fp32, differentiable into the fuser
   int64_t tokens = 0;
   int64_t receiver_tokens = 0;  // all tokens the receiver processed (throughput)
+  torch::Tensor row_loss;  // (B) fp32, detached: each row's summed loss (evaluation scores)
 };
+
+// The receiver's next-token loss over the loss range of each sample: prefix [0, P-1) prefilled
+// without grad, fused in place when `fusion` is given (sharer prefill, fuser with grad), then the
+// response section [P-1, end) run over that cache. Without `fusion` it is the receiver alone
+// (training baseline, evaluation of a single model). Samples need sharer sequences only with it.
+MicroLoss receiver_loss(const LLM& receiver, const FusedPipeline* fusion,
+                        const std::vector<PairedSample>& batch);
 
 class FuserTrainer {
  public:
