@@ -146,6 +146,17 @@ PairedSample reply_sample(const Tokenizer& tok, const std::vector<const Tokenize
   return s;
 }
 
+// A growing cache whose row i is row index[i] of `c` (a prompt-only cache: its rows' positions
+// count their valid slots from 0, so committing the selected validity restores them).
+KVCache select_rows(const KVCache& c, const torch::Tensor& index, torch::Device device) {
+  KVCache out = KVCache::growing(c.num_layers(), index.size(0), device);
+  if (c.length() == 0) return out;
+  for (int64_t l = 0; l < c.num_layers(); ++l)
+    out.append(l, c.key(l).index_select(0, index), c.value(l).index_select(0, index));
+  out.commit(c.valid().index_select(0, index));
+  return out;
+}
+
 struct ItemResult {
   int pred = -1;
   bool correct = false;
@@ -193,7 +204,7 @@ class Evaluator {
     torch::NoGradGuard no_grad;
     const LLM& model = method == "sharer" ? *m_.sharer : *m_.receiver;
     const FusedPipeline* fusion = method == "c2c" ? m_.fusion.get() : nullptr;
-    auto loss = receiver_loss(model, fusion, rows).row_loss.to(torch::kCPU);
+    auto loss = shared_prompt_loss(model, fusion, rows, owner).to(torch::kCPU);
     auto la = loss.accessor<float, 1>();
     std::vector<float> best(items.size(), std::numeric_limits<float>::infinity());
     for (size_t r = 0; r < rows.size(); ++r) {
@@ -254,6 +265,67 @@ class Evaluator {
   }
 
  private:
+  // receiver_loss (trainer.h) for rows whose options share their item's prompt: each distinct
+  // prefix [0, P-1) is prefilled (and fused) once and its cache rows repeated for the options;
+  // the same numbers as receiver_loss on the rows, for ~1/options of the prompt work.
+  torch::Tensor shared_prompt_loss(const LLM& model, const FusedPipeline* fusion,
+                                   const std::vector<PairedSample>& rows,
+                                   const std::vector<std::pair<size_t, int>>& owner) const {
+    std::vector<int64_t> group(rows.size());
+    std::vector<size_t> first;  // a row of each group
+    std::map<size_t, int64_t> of_item;
+    for (size_t r = 0; r < rows.size(); ++r) {
+      const size_t item = owner[r].first;
+      auto it = of_item.find(item);
+      const bool same = it != of_item.end() && rows[first[it->second]].prompt_length == rows[r].prompt_length &&
+                        std::equal(rows[r].receiver_ids.begin(), rows[r].receiver_ids.begin() + rows[r].prompt_length - 1,
+                                   rows[first[it->second]].receiver_ids.begin());
+      if (same) {
+        group[r] = it->second;
+      } else {  // a new prompt (or options that tokenize into the prompt: their own group)
+        group[r] = static_cast<int64_t>(first.size());
+        of_item[item] = group[r];
+        first.push_back(r);
+      }
+    }
+    std::vector<std::vector<int64_t>> prefix, response;
+    std::vector<SharerInput> inputs(fusion ? fusion->sharers().size() : 0);
+    for (size_t g : first) {
+      const auto& ex = rows[g];
+      prefix.emplace_back(ex.receiver_ids.begin(), ex.receiver_ids.begin() + ex.prompt_length - 1);
+      for (auto& in : inputs) {
+        const auto& sh = ex.sharers.at(0);
+        in.ids.push_back(sh.ids);
+        in.mask.push_back(sh.mask);
+        in.slot_of.emplace_back(sh.slot_of.begin(), sh.slot_of.begin() + ex.prompt_length - 1);
+      }
+    }
+    const auto dev = model.device();
+    KVCache cache = model.new_cache(static_cast<int64_t>(first.size()), 0);
+    {
+      auto [ids, mask] = pad_batch(prefix);
+      model.forward_hidden(ids.to(dev), mask.to(dev), cache);
+    }
+    if (fusion) fusion->fuse_into(cache, fusion->prefill_sharers(inputs), inputs);
+    KVCache rows_cache = select_rows(cache, torch::tensor(group).to(dev), model.device());
+    for (const auto& ex : rows) response.emplace_back(ex.receiver_ids.begin() + ex.prompt_length - 1, ex.receiver_ids.end());
+    auto [rids, rmask] = pad_batch(response);
+    auto hidden = model.forward_hidden(rids.to(dev), rmask.to(dev), rows_cache);  // (R, Tr, E)
+    const int64_t R = rids.size(0), Tr = rids.size(1);
+    auto labels = torch::full({R, Tr}, -1, torch::kInt64);
+    auto la = labels.accessor<int64_t, 2>();
+    for (int64_t b = 0; b < R; ++b)
+      for (int64_t pos = rows[b].loss_start; pos < rows[b].loss_end; ++pos)
+        la[b][pos - rows[b].prompt_length] = rows[b].receiver_ids[pos];
+    auto flat = labels.view({-1});
+    auto sel = (flat >= 0).nonzero().view({-1});
+    auto logits = model.logits(hidden.reshape({R * Tr, -1}).index_select(0, sel.to(dev)));
+    auto per_token = torch::nn::functional::cross_entropy(
+        logits, flat.index_select(0, sel).to(dev),
+        torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
+    return torch::zeros({R}, per_token.options()).index_add(0, torch::div(sel, Tr, "floor").to(dev), per_token);
+  }
+
   // The prompt messages of a method for an item (the last one a user turn).
   std::vector<ChatMessage> prompt_messages(const std::string& method, const McItem& item,
                                            const std::string& background) const {

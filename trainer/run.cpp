@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
@@ -133,6 +134,8 @@ std::string run_training(const Recipe& input_recipe, int64_t stop_after) {
       << (dist_env.world_size > 1 ? " x " + std::to_string(dist_env.world_size) + " ranks" : "")
       << "\n";
 
+  // One GPU per rank: cuda:LOCAL_RANK becomes the current device before anything is placed.
+  const torch::Device bound = Distributed::bind_device(dist_env, recipe.train.device);
   FuserTrainer trainer(recipe);
   Distributed dist(dist_env, trainer.device(),
                    std::chrono::milliseconds(std::llround(recipe.train.dist_timeout_s * 1000)));
@@ -147,8 +150,8 @@ std::string run_training(const Recipe& input_recipe, int64_t stop_after) {
   }
   int64_t n_params = 0;
   for (const auto& p : params) n_params += p.second.numel();
-  log << "c2c train: " << n_params << " trainable fuser parameters on " << trainer.device()
-            << " (both LLMs frozen)\n";
+  log << "c2c train: " << n_params << " trainable fuser parameters on "
+      << (bound.is_cuda() ? bound : trainer.device()) << " (both LLMs frozen)\n";
   AdamWOptions ao;
   ao.beta1 = recipe.train.adam_beta1;
   ao.beta2 = recipe.train.adam_beta2;
@@ -168,10 +171,15 @@ std::string run_training(const Recipe& input_recipe, int64_t stop_after) {
     if (auto last = latest_checkpoint(run_dir)) {
       auto state = load_training_checkpoint(*last, trainer.fusers(), optimizer);
       step = state.at("step").get<int64_t>();
+      // The cursor is a global stream position: any world size resumes from it (data/stream.h).
       stream.restore(StreamCursor::from_json(state.at("data_cursor")));
       elapsed_before = state.value("elapsed_s", 0.0);
       tokens_before = state.value("tokens_seen", 0.0);
-      log << "c2c train: resumed from " << *last << " at step " << step << "\n";
+      const int64_t saved_world = state.value("world_size", int64_t(1));
+      log << "c2c train: resumed from " << *last << " at step " << step;
+      if (saved_world != dist.world_size())
+        log << " (saved by " << saved_world << " rank(s), continuing on " << dist.world_size() << ")";
+      log << "\n";
     }
   }
   // Metrics of steps after the resume point are rewritten by this run.
@@ -197,10 +205,16 @@ std::string run_training(const Recipe& input_recipe, int64_t stop_after) {
     state["data_cursor"] = stream.cursor().to_json();
     state["elapsed_s"] = elapsed;
     state["tokens_seen"] = tokens_seen;
+    state["world_size"] = dist.world_size();
     state["recipe"] = recipe.to_yaml();
     return save_training_checkpoint(run_dir, at_step, trainer.fusers(), optimizer, state,
                                     recipe.checkpoint.keep_last);
   };
+
+  // Gradients are summed over ranks while backward runs (hooks, distributed.h);
+  // C2C_DIST_OVERLAP=0 sums them after backward instead.
+  const char* overlap_env = std::getenv("C2C_DIST_OVERLAP");
+  GradSync grad_sync(dist, params, !(overlap_env && std::string(overlap_env) == "0"));
 
   const auto t_start = std::chrono::steady_clock::now();
   double tokens_seen = tokens_before;
@@ -224,17 +238,14 @@ std::string run_training(const Recipe& input_recipe, int64_t stop_after) {
     int64_t seen = 0;
     for (int64_t m = 0; m < recipe.train.grad_accum; ++m) {
       MicroLoss ml = trainer.forward(micro[m].samples, noise_seed(recipe.train.seed, step, m, dist.rank()));
+      // Only the last micro-step's backward all-reduces (accumulation steps stay local).
+      if (m + 1 == recipe.train.grad_accum) grad_sync.arm();
       (ml.loss_sum / static_cast<double>(std::max<int64_t>(step_tokens, 1))).backward();
       loss_sum += ml.loss_sum.item<double>();
       seen += ml.receiver_tokens;
     }
     if (dist.world_size() > 1) {
-      std::vector<torch::Tensor> grads;
-      for (auto& p : params) {
-        if (!p.second.grad().defined()) p.second.mutable_grad() = torch::zeros_like(p.second);
-        grads.push_back(p.second.grad());
-      }
-      dist.all_reduce_sum(grads, "gradients");
+      grad_sync.finish("gradients");  // waits for every bucket before clipping and stepping
       loss_sum = dist.all_reduce_sum_scalar(loss_sum, "loss");
       seen = std::llround(dist.all_reduce_sum_scalar(static_cast<double>(seen), "receiver tokens"));
     }
