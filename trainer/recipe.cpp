@@ -112,6 +112,7 @@ std::vector<Field> fields(Recipe& r) {
       field("train.eval_batches", r.train.eval_batches),
       field("train.threads", r.train.threads),
       field("train.max_bad_steps", r.train.max_bad_steps),
+      field("train.activation_checkpointing", r.train.activation_checkpointing),
       field("train.dist_timeout_s", r.train.dist_timeout_s),
       field("checkpoint.dir", r.checkpoint.dir),
       field("checkpoint.every", r.checkpoint.every),

@@ -51,6 +51,7 @@ struct TrainRecipe {
   int64_t eval_batches = 8;
   int64_t threads = 0;                 // CPU threads; 0: every core
   int64_t max_bad_steps = 10;          // non-finite losses skipped before the run stops
+  bool activation_checkpointing = false;  // recompute the receiver's response pass in backward
   double dist_timeout_s = 300;         // multi-rank: a collective waiting longer fails
 };
 

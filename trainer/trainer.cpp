@@ -91,11 +91,66 @@ void FuserTrainer::set_mode(bool training, int64_t step) {
 MicroLoss FuserTrainer::forward(const std::vector<PairedSample>& batch, uint64_t noise_seed) {
   for (size_t j = 0; j < pipeline_->sharers().size(); ++j)
     pipeline_->mutable_fusers().sharers[j].fuser->reseed(noise_seed + 7919 * j);
-  return receiver_loss(*pipeline_->receiver(), pipeline_.get(), batch);
+  return receiver_loss(*pipeline_->receiver(), pipeline_.get(), batch,
+                       recipe_.train.activation_checkpointing);
 }
 
+namespace {
+
+// Activation checkpointing of the receiver's response pass: forward runs without keeping
+// activations; backward rebuilds the prefix cache from its K/V (the pass's only inputs with
+// grad; the receiver's weights are frozen), reruns the pass with grad and differentiates it.
+// The prefix cache holds only the prompt, so each row's positions continue from its count of
+// valid slots, which committing the validity restores.
+class CheckpointedResponse : public torch::autograd::Function<CheckpointedResponse> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, torch::TensorList kv,
+                               const torch::Tensor& valid, const torch::Tensor& ids,
+                               const torch::Tensor& mask, const LLM* model) {
+    std::vector<torch::Tensor> saved(kv.begin(), kv.end());
+    saved.push_back(valid);
+    saved.push_back(ids);
+    saved.push_back(mask);
+    ctx->save_for_backward(saved);
+    ctx->saved_data["model"] = static_cast<int64_t>(reinterpret_cast<intptr_t>(model));
+    return run(*model, kv.vec(), valid, ids, mask);
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad_out) {
+    auto saved = ctx->get_saved_variables();
+    const auto* model = reinterpret_cast<const LLM*>(static_cast<intptr_t>(ctx->saved_data["model"].toInt()));
+    const size_t n = saved.size() - 3;
+    std::vector<torch::Tensor> kv;
+    for (size_t i = 0; i < n; ++i) kv.push_back(saved[i].detach().requires_grad_(true));
+    torch::Tensor hidden;
+    {
+      torch::AutoGradMode enable(true);
+      hidden = run(*model, kv, saved[n], saved[n + 1], saved[n + 2]);
+    }
+    auto grads = torch::autograd::grad({hidden}, kv, {grad_out[0]}, /*retain_graph=*/false,
+                                       /*create_graph=*/false, /*allow_unused=*/true);
+    grads.resize(n + 4);  // valid, ids, mask, model: no grad
+    return grads;
+  }
+
+ private:
+  static torch::Tensor run(const LLM& model, const std::vector<torch::Tensor>& kv,
+                           const torch::Tensor& valid, const torch::Tensor& ids, const torch::Tensor& mask) {
+    const int64_t L = static_cast<int64_t>(kv.size() / 2);
+    KVCache cache = KVCache::growing(L, ids.size(0), model.device());
+    if (valid.size(1) > 0) {
+      for (int64_t l = 0; l < L; ++l) cache.append(l, kv[2 * l], kv[2 * l + 1]);
+      cache.commit(valid);
+    }
+    return model.forward_hidden(ids, mask, cache);
+  }
+};
+
+}  // namespace
+
 MicroLoss receiver_loss(const LLM& receiver, const FusedPipeline* fusion,
-                        const std::vector<PairedSample>& batch) {
+                        const std::vector<PairedSample>& batch, bool checkpoint) {
   const int64_t B = static_cast<int64_t>(batch.size());
   C2C_CHECK(B > 0, "receiver_loss: empty batch");
   const size_t n_sharers = fusion ? fusion->sharers().size() : 0;
@@ -141,7 +196,17 @@ MicroLoss receiver_loss(const LLM& receiver, const FusedPipeline* fusion,
   if (fusion) fusion->fuse_into(cache, sharer_caches, inputs);
 
   auto [rids, rmask] = pad_batch(response);
-  auto hidden = receiver.forward_hidden(rids.to(dev), rmask.to(dev), cache);  // (B, Tr, E)
+  torch::Tensor hidden;  // (B, Tr, E)
+  if (checkpoint && torch::GradMode::is_enabled() && cache.length() > 0) {
+    std::vector<torch::Tensor> kv;
+    for (int64_t l = 0; l < cache.num_layers(); ++l) {
+      kv.push_back(cache.key(l));
+      kv.push_back(cache.value(l));
+    }
+    hidden = CheckpointedResponse::apply(torch::TensorList(kv), cache.valid(), rids.to(dev), rmask.to(dev), &receiver);
+  } else {
+    hidden = receiver.forward_hidden(rids.to(dev), rmask.to(dev), cache);
+  }
   // Labels: response position t (receiver position P-1+t) predicts receiver token P+t, which
   // carries the loss when it lies in [loss_start, loss_end). Only supervised rows go through
   // the LM head (V can be 150k).

@@ -31,8 +31,10 @@ struct MicroLoss {
 // without grad, fused in place when `fusion` is given (sharer prefill, fuser with grad), then the
 // response section [P-1, end) run over that cache. Without `fusion` it is the receiver alone
 // (training baseline, evaluation of a single model). Samples need sharer sequences only with it.
+// checkpoint: keep none of the response pass's activations; recompute them in backward (the
+// receiver's prefix K/V are the pass's only inputs with grad), for long responses.
 MicroLoss receiver_loss(const LLM& receiver, const FusedPipeline* fusion,
-                        const std::vector<PairedSample>& batch);
+                        const std::vector<PairedSample>& batch, bool checkpoint = false);
 
 class FuserTrainer {
  public:

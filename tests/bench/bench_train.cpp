@@ -43,11 +43,16 @@ int main(int argc, char** argv) {
     const int64_t B = args.integer("batch", 4), P = args.integer("prompt", 96),
                   R = args.integer("response", 32), hidden = args.integer("hidden", 256);
     const int repeats = static_cast<int>(args.integer("repeats", 3));
+    // --checkpointing 1: train.activation_checkpointing on; --only-fused 1: skip the plain pass so
+    // the peak RSS is the fuser step's own (compare two runs).
+    const bool checkpointing = args.integer("checkpointing", 0) != 0;
+    const bool only_fused = args.integer("only-fused", 0) != 0;
     args.finish();
     const std::string rdir = ensure_model("bench-25m"), sdir = ensure_model("bench-20m-llama");
     Recipe recipe = Recipe::from_yaml_text(
         "receiver: " + rdir + "\nsharers: [" + sdir + "]\ndata: {train: unused}\n", "bench",
-        {"fuser.hidden_dim=" + std::to_string(hidden), "fuser.intermediate_dim=" + std::to_string(hidden)});
+        {"fuser.hidden_dim=" + std::to_string(hidden), "fuser.intermediate_dim=" + std::to_string(hidden),
+         std::string("train.activation_checkpointing=") + (checkpointing ? "true" : "false")});
     FuserTrainer trainer(recipe);
     std::vector<PairedSample> batch;
     torch::manual_seed(0);
@@ -101,7 +106,7 @@ int main(int argc, char** argv) {
                                                        rids.narrow(1, 1, R).reshape({-1}));
       loss.backward();
     };
-    const double t_plain = seconds(plain, repeats);
+    const double t_plain = only_fused ? 0.0 : seconds(plain, repeats);
     const size_t mem_plain = compat::peak_host_memory_bytes();
     trainer.set_mode(true, 0);
     auto fused = [&] {
@@ -110,6 +115,12 @@ int main(int argc, char** argv) {
     };
     const double t_fused = seconds(fused, repeats);
     const size_t mem_fused = compat::peak_host_memory_bytes();
+    if (only_fused) {
+      std::cout << "fuser training step" << (checkpointing ? " (activation checkpointing)" : "") << ": "
+                << t_fused * 1e3 << " ms, " << static_cast<int64_t>(tokens / t_fused) << " tokens/s, peak RSS "
+                << mem_fused / (1 << 20) << " MiB\n";
+      return 0;
+    }
     std::cout << "plain receiver fwd+bwd: " << t_plain * 1e3 << " ms, " << static_cast<int64_t>(tokens / t_plain)
               << " tokens/s, peak RSS " << mem_plain / (1 << 20) << " MiB\n"
               << "fuser training step:    " << t_fused * 1e3 << " ms, " << static_cast<int64_t>(tokens / t_fused)
