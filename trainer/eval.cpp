@@ -259,7 +259,7 @@ class Evaluator {
     lat.sharer_prefill += s_prefill;
     lat.sharer_decode += s_decode;
     lat.fusion += fusion_s;
-    lat.receiver_prefill += r.timings.prefill_s - fusion_s;
+    lat.receiver_prefill += r.timings.prefill_s;  // generate() times the hook apart
     lat.decode += r.timings.decode_s;
     ++lat.n;
   }
@@ -576,6 +576,7 @@ std::string run_eval(const EvalConfig& c, std::ostream& log) {
                            {"mode", c.mode}, {"alignment", c.alignment}, {"gates", gates}};
   nlohmann::json results = nlohmann::json::object();
   std::vector<McFile> files;
+  std::vector<McItem> latency_items;  // the first benchmark's items, before `limit`
   for (const auto& b : c.benchmarks) {
     McFile f = load_mc_jsonl(b.file);
     if (!f.errors.empty()) {
@@ -583,6 +584,7 @@ std::string run_eval(const EvalConfig& c, std::ostream& log) {
       for (size_t i = 0; i < std::min<size_t>(f.errors.size(), 10); ++i) log << "  " << f.errors[i] << "\n";
     }
     C2C_CHECK(!f.items.empty() || !f.errors.empty(), "eval: benchmark '", b.file, "' holds no item");
+    if (files.empty()) latency_items = f.items;
     if (c.limit > 0 && static_cast<int64_t>(f.items.size()) > c.limit) f.items.resize(c.limit);
     files.push_back(std::move(f));
   }
@@ -647,9 +649,9 @@ std::string run_eval(const EvalConfig& c, std::ostream& log) {
   // Latency: warm, batch 1, on the first items of the first benchmark, methods interleaved so
   // that drifting machine load hits them alike.
   nlohmann::json latency = nlohmann::json::object();
-  if (c.latency_queries > 0 && !files[0].items.empty()) {
+  if (c.latency_queries > 0 && !latency_items.empty()) {
     std::map<std::string, Latency> lat;
-    const auto& items = files[0].items;
+    const auto& items = latency_items;
     for (const auto& method : c.methods) {
       Latency warm;
       try {
