@@ -6,6 +6,7 @@
 // killed mid-run is named by the survivor; a run resumes on another world size from the same step;
 // the gradient all-reduce of a bucket starts (and ends) while backward is still running.
 #include <gtest/gtest.h>
+#include <ATen/CPUGeneratorImpl.h>
 
 #include <fcntl.h>
 #include <signal.h>
@@ -248,17 +249,20 @@ torch::Tensor chain_loss(const std::vector<torch::Tensor>& w, const torch::Tenso
   return h.pow(2).sum();
 }
 
+// The two ranks of these tests are threads of one process, so they must not draw from the global
+// generator (a manual_seed in one thread would reseed the other's draws): each tensor gets its own.
+torch::Tensor seeded_randn(uint64_t seed) {
+  auto gen = at::detail::createCPUGenerator(seed);
+  return torch::randn({64}, gen, torch::kFloat32);
+}
+
 std::vector<torch::Tensor> chain_params() {
-  torch::manual_seed(3);
   std::vector<torch::Tensor> w;
-  for (int i = 0; i < 4; ++i) w.push_back(torch::randn({64}, torch::kFloat32).requires_grad_(true));
+  for (int i = 0; i < 4; ++i) w.push_back(seeded_randn(3 + i).requires_grad_(true));
   return w;
 }
 
-torch::Tensor chain_input(int rank, int micro) {
-  torch::manual_seed(100 + 10 * rank + micro);
-  return torch::randn({64}, torch::kFloat32);
-}
+torch::Tensor chain_input(int rank, int micro) { return seeded_randn(100 + 10 * rank + micro); }
 
 struct RankResult {
   std::vector<torch::Tensor> grads;
