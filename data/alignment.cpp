@@ -159,6 +159,31 @@ TokenAlignment align_span(const Tokenizer& receiver, const Tokenizer& sharer, co
   return a;
 }
 
+// The tokens that start at or after the end of the last non-empty content section (all of them
+// when there is none): the prompt's closing template text.
+size_t tail_begin(const std::vector<std::pair<int64_t, int64_t>>& offsets, const Layout& l) {
+  const int64_t end = l.contents.empty() ? 0 : l.contents.back().end;
+  size_t p = offsets.size();
+  while (p > 0 && offsets[p - 1].first >= end) --p;
+  return p;
+}
+
+TokenAlignment align_span_tail(const Tokenizer& receiver, const Tokenizer& sharer, const Layout& r,
+                               const Layout& s) {
+  TokenAlignment a = align_span(receiver, sharer, r, s);
+  if (r.contents.empty() || s.contents.empty()) return a;
+  const auto re_offsets = receiver.encode(r.text, false).offsets;
+  const auto se_offsets = sharer.encode(s.text, false).offsets;
+  const int64_t rn = static_cast<int64_t>(re_offsets.size()), sn = static_cast<int64_t>(se_offsets.size());
+  const int64_t r0 = static_cast<int64_t>(tail_begin(re_offsets, r));
+  const int64_t s0 = static_cast<int64_t>(tail_begin(se_offsets, s));
+  if (s0 >= sn) return a;  // the sharer's prompt has no tail to read from
+  // The receiver's last prompt token is never fused (it runs against the fused cache), so the
+  // last fused one, rn - 2, takes the sharer's last token; rn - 1 takes it too.
+  for (int64_t p = r0; p < rn; ++p) a.slot_of[p] = std::max(s0, sn - std::max<int64_t>(1, rn - 1 - p));
+  return a;
+}
+
 TokenAlignment align_reference(const Tokenizer& receiver, const Tokenizer& sharer, const Layout& r, const Layout& s,
                                bool longest) {
   std::optional<int64_t> pad = sharer.pad_id();
@@ -236,10 +261,10 @@ TokenAlignment align_reference(const Tokenizer& receiver, const Tokenizer& share
 
 AlignMethod parse_align_method(const std::string& name) {
   for (AlignMethod m : {AlignMethod::identity, AlignMethod::reference_first, AlignMethod::reference_longest,
-                        AlignMethod::span})
+                        AlignMethod::span, AlignMethod::span_tail})
     if (name == align_method_name(m)) return m;
   fail("unknown token alignment method '", name, "'\nHINT: use one of identity, reference_first, ",
-       "reference_longest, span");
+       "reference_longest, span, span_tail");
 }
 
 const char* align_method_name(AlignMethod method) {
@@ -248,6 +273,7 @@ const char* align_method_name(AlignMethod method) {
     case AlignMethod::reference_first: return "reference_first";
     case AlignMethod::reference_longest: return "reference_longest";
     case AlignMethod::span: return "span";
+    case AlignMethod::span_tail: return "span_tail";
   }
   return "unknown";
 }
@@ -265,6 +291,7 @@ TokenAlignment align_chat(const Tokenizer& receiver, const Tokenizer& sharer, co
   }
   const Layout s = layout_of(render_chat_sections(sharer, messages, options));
   if (method == AlignMethod::span) return align_span(receiver, sharer, r, s);
+  if (method == AlignMethod::span_tail) return align_span_tail(receiver, sharer, r, s);
   return align_reference(receiver, sharer, r, s, method == AlignMethod::reference_longest);
 }
 

@@ -24,6 +24,13 @@
 //    sharer token whose span ends within (begin, end] of receiver token p's part inside message
 //    content (causally, the sharer has read the same text there); -1 when none: template tokens,
 //    and receiver tokens inside which no sharer token ends (e.g. the sharer's token runs on).
+//  - `span_tail`: `span`, and also the prompt's tail: the template tokens after the last message
+//    content (e.g. "<|im_end|>\n<|im_start|>assistant\n"), which the reference never fuses. The
+//    receiver's last fused token (the one before the last prompt token, which is never fused)
+//    takes the sharer's last token, the one before it the sharer's one before, and so on
+//    (clamped at the sharer tail's first token when the sharer's tail is shorter). Both models have read every
+//    message there, so the sharer's cache at the end of its prompt, where a shallow sharer holds
+//    most of what it recalled, reaches the receiver.
 //  - `identity`: same tokenizer; the sharer reads the receiver's ids, slot_of[p] = p.
 #pragma once
 #include <string>
@@ -34,7 +41,7 @@
 
 namespace c2c {
 
-enum class AlignMethod { identity, reference_first, reference_longest, span };
+enum class AlignMethod { identity, reference_first, reference_longest, span, span_tail };
 AlignMethod parse_align_method(const std::string& name);  // throws listing the names
 const char* align_method_name(AlignMethod method);
 

@@ -62,8 +62,23 @@ void FuserConfig::validate() const {
   C2C_CHECK(anneal_steps >= 0, "fuser config: anneal_steps must be >= 0, got ", anneal_steps);
 }
 
+const char* fuser_variant_name(FuserVariant v) {
+  switch (v) {
+    case FuserVariant::full: return "full";
+    case FuserVariant::projection_fusion: return "projection_fusion";
+    case FuserVariant::projection: return "projection";
+  }
+  return "?";
+}
+
+FuserVariant parse_fuser_variant(const std::string& name) {
+  for (auto v : {FuserVariant::full, FuserVariant::projection_fusion, FuserVariant::projection})
+    if (name == fuser_variant_name(v)) return v;
+  fail("unknown fuser variant '", name, "'\nHINT: use full, projection_fusion or projection");
+}
+
 nlohmann::json FuserConfig::to_json() const {
-  return {{"source_num_heads", source_num_heads},
+  nlohmann::json j = {{"source_num_heads", source_num_heads},
           {"source_head_dim", source_head_dim},
           {"target_num_heads", target_num_heads},
           {"target_head_dim", target_head_dim},
@@ -75,6 +90,9 @@ nlohmann::json FuserConfig::to_json() const {
           {"final_temperature", final_temperature},
           {"anneal_steps", anneal_steps},
           {"anneal", anneal_kind_name(anneal)}};
+  // Only ablations carry the key, so a full fuser's config is what it always was.
+  if (variant != FuserVariant::full) j["variant"] = fuser_variant_name(variant);
+  return j;
 }
 
 FuserConfig FuserConfig::from_json(const nlohmann::json& j, const std::string& where) {
@@ -95,7 +113,8 @@ FuserConfig FuserConfig::from_json(const nlohmann::json& j, const std::string& w
     static const char* known[] = {"source_num_heads", "source_head_dim", "target_num_heads",
                                   "target_head_dim",  "hidden_dim",      "intermediate_dim",
                                   "num_layers",       "dropout",         "initial_temperature",
-                                  "final_temperature", "anneal_steps",   "anneal"};
+                                  "final_temperature", "anneal_steps",   "anneal",
+                                  "variant"};
     bool ok = false;
     for (const char* k : known) ok = ok || it.key() == k;
     C2C_CHECK(ok, where, ": unknown fuser config key '", it.key(), "'");
@@ -114,6 +133,10 @@ FuserConfig FuserConfig::from_json(const nlohmann::json& j, const std::string& w
   if (j.contains("anneal")) {
     C2C_CHECK(j["anneal"].is_string(), where, ": 'anneal' must be a string");
     c.anneal = parse_anneal_kind(j["anneal"].get<std::string>());
+  }
+  if (j.contains("variant")) {
+    C2C_CHECK(j["variant"].is_string(), where, ": 'variant' must be a string");
+    c.variant = parse_fuser_variant(j["variant"].get<std::string>());
   }
   c.validate();
   return c;
@@ -275,8 +298,13 @@ torch::Tensor StackedFuserImpl::delta(const Weights& w, const torch::Tensor& sk,
   auto tokens = [&](const torch::Tensor& x) {
     return x.permute({0, 1, 3, 2, 4}).reshape({n, T, x.size(2) * x.size(4)});
   };
-  auto x = torch::stack({torch::cat({tokens(sk), tokens(rk)}, -1),
-                         torch::cat({tokens(sv), tokens(rv)}, -1)})
+  // The projection-only ablation does not see the receiver: its half of the input is zero.
+  const bool sees_receiver = c.variant != FuserVariant::projection;
+  auto receiver_part = [&](const torch::Tensor& x) {
+    return sees_receiver ? tokens(x) : torch::zeros_like(tokens(x));
+  };
+  auto x = torch::stack({torch::cat({tokens(sk), receiver_part(rk)}, -1),
+                         torch::cat({tokens(sv), receiver_part(rv)}, -1)})
                .to(dt)
                .view({G, T, c.in_dim() + c.out_dim()});  // (G, T, in+out)
 
@@ -289,6 +317,8 @@ torch::Tensor StackedFuserImpl::delta(const Weights& w, const torch::Tensor& sk,
             merge_branches(w.proj_w2[j]));
   p = batched_linear(p, merge_branches(w.proj_out_weight), merge_branches(w.proj_out_bias));
   auto p_heads = p.to(torch::kFloat32).view({2, n, B, N, Hr, Dr}).permute({0, 1, 2, 4, 3, 5});
+  if (c.variant == FuserVariant::projection)  // the fused cache is p itself: delta = p - X_r
+    return p_heads - torch::stack({rk, rv}).to(torch::kFloat32);
 
   auto s = ffn(z, merge_branches(w.scalar_norm), merge_branches(w.scalar_w1),
                merge_branches(w.scalar_w2));
@@ -298,6 +328,7 @@ torch::Tensor StackedFuserImpl::delta(const Weights& w, const torch::Tensor& sk,
                    .view({2, n, B, N, Hr})
                    .permute({0, 1, 2, 4, 3})
                    .unsqueeze(-1);  // (2, n, B, H_r, N, 1)
+  if (c.variant == FuserVariant::projection_fusion) return alpha * p_heads;  // no gate
 
   auto logit = w.gate_logit.to(torch::kFloat32).view({2, n, 1, 1, 1, 1});
   torch::Tensor gate;

@@ -29,6 +29,17 @@ const char* anneal_kind_name(AnnealKind kind);
 double gate_temperature(int64_t step, double tau0, double tau1, int64_t anneal_steps,
                         AnnealKind kind = AnnealKind::geometric);
 
+// What a fuser adds to the receiver's cache (the paper's ablation ladder). `full` is the method;
+// the others exist to measure what each part is worth on the same data:
+//   projection         X_r <- p(X_s)            the receiver's own K/V replaced by the projected
+//                                              sharer K/V (the fuser does not see X_r)
+//   projection_fusion  X_r <- X_r + alpha * p(X_s, X_r)   fusion, head weights, no gate
+//   full               X_r <- X_r + g * alpha * p(X_s, X_r)
+enum class FuserVariant { full, projection_fusion, projection };
+const char* fuser_variant_name(FuserVariant v);
+// Throws naming the value and the accepted names.
+FuserVariant parse_fuser_variant(const std::string& name);
+
 // Hyper-parameters of one fuser; every fuser of a set shares them. Names follow the official
 // projector JSON (source_dim is the sharer's head dim, not H_s*D_s).
 struct FuserConfig {
@@ -44,6 +55,7 @@ struct FuserConfig {
   double final_temperature = 0.001;
   int64_t anneal_steps = 1929;
   AnnealKind anneal = AnnealKind::geometric;
+  FuserVariant variant = FuserVariant::full;  // JSON key "variant", written only when not full
 
   int64_t in_dim() const { return source_num_heads * source_head_dim; }
   int64_t out_dim() const { return target_num_heads * target_head_dim; }

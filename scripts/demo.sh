@@ -11,7 +11,7 @@ S=recipes/toy/seed0/sharer
 rm -rf runs/demo
 build/c2c toy-world --seed 0 --out runs/demo/world
 build/c2c prepare --input runs/demo/world/fuser_train.jsonl --receiver-tokenizer "$R" \
-  --sharer-tokenizer "$S" --alignment span --max-length 128 --out runs/demo/data
+  --sharer-tokenizer "$S" --alignment span_tail --max-length 128 --out runs/demo/data
 build/c2c train recipes/demo.yaml
 build/c2c eval --config recipes/demo_eval.yaml
 echo "--- one held-out question through the fuser (the receiver has never read about this entity)"

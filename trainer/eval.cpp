@@ -549,6 +549,7 @@ std::string run_eval(const EvalConfig& c, std::ostream& log) {
   }
   m.align = parse_align_method(c.alignment);
   nlohmann::json gates = nlohmann::json::array();
+  std::string variant;
   if (!c.fuser.empty() && std::count(c.methods.begin(), c.methods.end(), "c2c")) {
     C2C_CHECK(sharers.size() == 1, "eval: c2c evaluation takes one sharer here, got ", sharers.size());
     FuserCheckpoint ck = load_fuser_checkpoint(c.fuser, lo.dtype);
@@ -557,7 +558,10 @@ std::string run_eval(const EvalConfig& c, std::ostream& log) {
       s.fuser->eval();
       C2C_CHECK(s.alignment == align_method_name(m.align), "eval: the fuser '", c.fuser, "' was trained with ",
                 "alignment '", s.alignment, "' but the config says '", c.alignment, "'");
+      variant = fuser_variant_name(s.config.variant);
       for (const auto& p : s.fuser->named_parameters()) {
+        // The ablations without a gate carry the gate logits unused: nothing to report.
+        if (s.config.variant != FuserVariant::full) break;
         if (p.key().find("gate_logit") == std::string::npos) continue;
         auto g = p.value().detach().to(torch::kCPU, torch::kFloat32).contiguous();  // (2, Lf)
         for (int64_t l = 0; l < g.size(1); ++l)
@@ -574,6 +578,7 @@ std::string run_eval(const EvalConfig& c, std::ostream& log) {
   Evaluator ev(c, m);
   nlohmann::json report = {{"receiver", c.receiver}, {"sharers", c.sharers}, {"fuser", c.fuser},
                            {"mode", c.mode}, {"alignment", c.alignment}, {"gates", gates}};
+  if (!variant.empty()) report["fuser_variant"] = variant;
   nlohmann::json results = nlohmann::json::object();
   std::vector<McFile> files;
   std::vector<McItem> latency_items;  // the first benchmark's items, before `limit`

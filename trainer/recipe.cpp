@@ -88,6 +88,7 @@ std::vector<Field> fields(Recipe& r) {
       field("fuser.multi_sharer", r.fuser.multi_sharer),
       field("fuser.init_from", r.fuser.init_from),
       field("fuser.gate_noise", r.fuser.gate_noise),
+      field("fuser.variant", r.fuser.variant),
       field("data.train", r.data.train),
       field("data.eval", r.data.eval),
       field("data.shuffle_buffer", r.data.shuffle_buffer),
@@ -218,7 +219,7 @@ void Recipe::validate() const {
   };
   C2C_CHECK(!receiver.empty(), "recipe: 'receiver' (a model folder) is required");
   C2C_CHECK(!sharers.empty(), "recipe: 'sharers' needs at least one model folder");
-  one_of("alignment", alignment, {"identity", "reference_first", "reference_longest", "span"});
+  one_of("alignment", alignment, {"identity", "reference_first", "reference_longest", "span", "span_tail"});
   C2C_CHECK(fuser.num_layers >= 3, "recipe: fuser.num_layers must be >= 3, got ", fuser.num_layers);
   C2C_CHECK(fuser.hidden_dim > 0 && fuser.intermediate_dim > 0, "recipe: fuser widths must be > 0");
   C2C_CHECK(fuser.dropout >= 0 && fuser.dropout < 1, "recipe: fuser.dropout must be in [0, 1)");
@@ -226,6 +227,10 @@ void Recipe::validate() const {
             "recipe: gate temperatures must be > 0");
   one_of("fuser.anneal", fuser.anneal, {"geometric", "linear"});
   one_of("fuser.multi_sharer", fuser.multi_sharer, {"sequential", "parallel"});
+  one_of("fuser.variant", fuser.variant, {"full", "projection_fusion", "projection"});
+  C2C_CHECK(!(fuser.variant == "projection" && fuser.multi_sharer == "parallel" && sharers.size() > 1),
+            "recipe: fuser.variant 'projection' replaces the receiver's cache, so several sharers "
+            "cannot be summed in parallel\nHINT: use fuser.multi_sharer: sequential");
   C2C_CHECK(!data.train.empty(), "recipe: data.train (a folder written by `c2c prepare`) is required");
   C2C_CHECK(train.micro_batch_size > 0 && train.grad_accum > 0,
             "recipe: train.micro_batch_size and train.grad_accum must be > 0");

@@ -21,6 +21,7 @@ struct FuserRecipe {
   std::string multi_sharer = "sequential";  // sequential | parallel
   std::string init_from;               // a fuser checkpoint folder to start from (optional)
   bool gate_noise = true;              // Gumbel gate noise in training; false: G = 0 (tests)
+  std::string variant = "full";        // full | projection_fusion | projection (ablations)
 };
 
 struct DataRecipe {

@@ -61,6 +61,7 @@ FuserTrainer::FuserTrainer(const Recipe& recipe) : recipe_(recipe) {
       c.final_temperature = recipe.fuser.final_temperature;
       c.anneal_steps = recipe.fuser.anneal_steps;  // run_training fills 0 with the run's length
       c.anneal = parse_anneal_kind(recipe.fuser.anneal);
+      c.variant = parse_fuser_variant(recipe.fuser.variant);
       c.validate();
       // Each sharer's fuser set starts from its own seed so two sharers do not start identical.
       set.fuser = StackedFuser(c, set.layer_map.size(), static_cast<uint64_t>(recipe.train.seed) + 1000 * j);

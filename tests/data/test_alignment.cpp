@@ -69,7 +69,7 @@ bool has_replacement_char(const std::string& s) { return s.find("\xEF\xBF\xBD") 
 
 TEST(AlignMethodName, RoundTripsAndRejectsUnknownNamesListingTheValidOnes) {
   for (AlignMethod m : {AlignMethod::identity, AlignMethod::reference_first, AlignMethod::reference_longest,
-                        AlignMethod::span})
+                        AlignMethod::span, AlignMethod::span_tail})
     EXPECT_EQ(parse_align_method(align_method_name(m)), m);
   try {
     parse_align_method("spans");
@@ -77,7 +77,7 @@ TEST(AlignMethodName, RoundTripsAndRejectsUnknownNamesListingTheValidOnes) {
   } catch (const Error& e) {
     const std::string what = e.what();
     EXPECT_NE(what.find("'spans'"), std::string::npos) << what;
-    for (const char* name : {"identity", "reference_first", "reference_longest", "span"})
+    for (const char* name : {"identity", "reference_first", "reference_longest", "span", "span_tail"})
       EXPECT_NE(what.find(name), std::string::npos) << what;
     EXPECT_NE(what.find("HINT"), std::string::npos) << what;
   }
@@ -138,6 +138,45 @@ TEST(AlignChat, SpanSkipsTemplateAndStrippedWhitespace) {
   }
   EXPECT_EQ(mapped, (std::vector<std::string>{"S=S", "p=p", "ac=ac", "e=e", "d=d", " text= text"}));
   EXPECT_EQ(unmapped_content, 3);  // ' ', ' ' and '  '
+}
+
+TEST(AlignChat, SpanTailAlsoMapsTheClosingTemplateFromTheEnd) {
+  // Qwen3-style receiver, Llama-3-style sharer: the content maps as in `span`; the receiver's
+  // "<|im_end|>\n<|im_start|>assistant\n" tail takes the sharer's "<|eot_id|>...\n\n" tail
+  // aligned at the end (the last fused receiver token, rn - 2, with the sharer's last),
+  // clamped to the sharer tail's first token.
+  auto r = tiny("tiny-bytelevel"), s = tiny("tiny-llama3");
+  const std::vector<ChatMessage> msgs = {{"system", "Be brief."}, {"user", "Hello world"}};
+  ChatOptions opt;
+  opt.add_generation_prompt = true;
+  const TokenAlignment span = align_chat(*r, *s, msgs, opt, AlignMethod::span);
+  const TokenAlignment tail = align_chat(*r, *s, msgs, opt, AlignMethod::span_tail);
+  EXPECT_EQ(tail.receiver_ids, span.receiver_ids);
+  EXPECT_EQ(tail.sharer_ids, span.sharer_ids);
+  const int64_t rn = static_cast<int64_t>(tail.receiver_ids.size());
+  const int64_t sn = static_cast<int64_t>(tail.sharer_ids.size());
+  // The tails: the tokens after the last content token ("...world"), which span maps last.
+  int64_t r0 = rn;
+  while (r0 > 0 && span.slot_of[r0 - 1] < 0) --r0;
+  ASSERT_GT(r0, 0);
+  ASSERT_LT(r0 + 2, rn);
+  EXPECT_NE(r->decode({tail.receiver_ids[r0 - 1]}).find("d"), std::string::npos);  // "...world"
+  const int64_t s0 = span.slot_of[r0 - 1] + 1;
+  ASSERT_LT(s0 + 2, sn);
+  for (int64_t p = 0; p < rn; ++p) {
+    if (p < r0) {
+      EXPECT_EQ(tail.slot_of[p], span.slot_of[p]) << "position " << p;  // content and head: as span
+    } else {
+      EXPECT_EQ(span.slot_of[p], -1);
+      EXPECT_EQ(tail.slot_of[p], std::max(s0, sn - std::max<int64_t>(1, rn - 1 - p))) << "position " << p;
+    }
+  }
+  EXPECT_EQ(tail.slot_of[rn - 2], sn - 1);  // the last fused receiver token: the sharer's last
+  EXPECT_EQ(tail.slot_of[rn - 3], sn - 2);
+  // Earlier template text (the system turn's end, the user header) stays unfused.
+  int64_t unfused_before_tail = 0;
+  for (int64_t p = 0; p < r0; ++p) unfused_before_tail += tail.slot_of[p] < 0;
+  EXPECT_GT(unfused_before_tail, 0);
 }
 
 TEST(AlignChat, ReferenceKeepsTheHeadOfALongerSharerTemplateRunAndPadsAShorterOne) {

@@ -237,6 +237,53 @@ TEST(Fuser, GatesHardAtInferenceStochasticInTraining) {
   EXPECT_NEAR(opened, 1.0 - std::exp(-std::exp(0.5)), 0.06);
 }
 
+// The ablation ladder: projection only (replaces the receiver's K/V, blind to them),
+// projection + fusion (no gate), full.
+TEST(Fuser, AblationVariants) {
+  FuserConfig c = small_config();
+  Inputs x = random_inputs(c, 2, 2, 8, 4);
+  auto make = [&](FuserVariant v, float logit) {
+    FuserConfig cv = c;
+    cv.variant = v;
+    StackedFuser f(cv, 2, /*seed=*/9);  // same seed: same weights in every variant
+    torch::NoGradGuard no_grad;
+    f->named_parameters()["gate_logit"].fill_(logit);
+    f->eval();
+    return f;
+  };
+  torch::NoGradGuard no_grad;
+  // No gate: projection_fusion with closed gate logits equals full with open gates.
+  auto open = make(FuserVariant::full, 5.0f)->forward(x.sk, x.sv, x.rk, x.rv);
+  auto closed = make(FuserVariant::full, -5.0f)->forward(x.sk, x.sv, x.rk, x.rv);
+  auto no_gate = make(FuserVariant::projection_fusion, -5.0f)->forward(x.sk, x.sv, x.rk, x.rv);
+  EXPECT_TRUE(torch::equal(closed.key, x.rk));
+  EXPECT_TRUE(torch::allclose(no_gate.key, open.key, 1e-6, 1e-6));
+  EXPECT_TRUE(torch::allclose(no_gate.value, open.value, 1e-6, 1e-6));
+  EXPECT_FALSE(torch::allclose(no_gate.key, x.rk));
+
+  // Projection only: the fused cache does not depend on the receiver's own K/V.
+  auto proj = make(FuserVariant::projection, -5.0f);
+  auto a = proj->forward(x.sk, x.sv, x.rk, x.rv);
+  auto b = proj->forward(x.sk, x.sv, x.rk * 3 + 1, x.rv - 2);
+  EXPECT_TRUE(torch::allclose(a.key, b.key, 1e-5, 1e-5));
+  EXPECT_TRUE(torch::allclose(a.value, b.value, 1e-5, 1e-5));
+  EXPECT_FALSE(torch::allclose(a.key, x.rk));
+  // ... but on the sharer's.
+  auto s2 = proj->forward(x.sk + 1, x.sv, x.rk, x.rv);
+  EXPECT_FALSE(torch::allclose(a.key, s2.key));
+
+  // JSON: only an ablation carries the key; it round-trips; a bad name is named.
+  EXPECT_FALSE(c.to_json().contains("variant"));
+  FuserConfig cp = c;
+  cp.variant = FuserVariant::projection_fusion;
+  EXPECT_EQ(cp.to_json()["variant"], "projection_fusion");
+  EXPECT_EQ(FuserConfig::from_json(cp.to_json(), "t").variant, FuserVariant::projection_fusion);
+  auto bad = c.to_json();
+  bad["variant"] = "gates_only";
+  EXPECT_NE(test::error_of([&] { FuserConfig::from_json(bad, "fuser.json"); }).find("gates_only"),
+            std::string::npos);
+}
+
 TEST(Fuser, DropoutOnlyInTraining) {
   FuserConfig c = small_config();
   c.dropout = 0.5;

@@ -261,6 +261,14 @@ TEST(Recipe, UnknownKeyAndWrongTypeAreErrorsNamingThem) {
   EXPECT_DOUBLE_EQ(r.train.lr, 3e-4);
   EXPECT_EQ(r.checkpoint.dir, "runs/x");
   EXPECT_THROW(Recipe::from_yaml_text("receiver: a\nsharers: [b]\ndata: {train: x}\n", "r", {"train.nope=1"}), Error);
+  // A value outside a closed list names the key and the accepted values.
+  try {
+    Recipe::from_yaml_text("receiver: a\nsharers: [b]\ndata: {train: x}\nfuser: {variant: gates_only}\n", "r.yaml");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("fuser.variant"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("projection_fusion"), std::string::npos) << e.what();
+  }
   // The printed recipe reads back to the same recipe.
   Recipe back = Recipe::from_yaml_text(r.to_yaml(), "printed");
   EXPECT_EQ(back.to_yaml(), r.to_yaml());

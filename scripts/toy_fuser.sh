@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Trains and evaluates fusers in the toy world of one seed: the ablation ladder of the paper
+# (projection only, projection + fusion, full C2C with gates) or any subset of it, with one token
+# alignment, then prints one table. The pair comes from recipes/toy/seed$SEED (seed 0 is
+# shipped) or from runs/toy-$SEED (made by scripts/make_toy_world.sh SEED).
+#
+#   bash scripts/toy_fuser.sh [SEED] [VARIANT ...]        VARIANT: full | projection_fusion | projection
+#
+# Environment: ALIGN=span|reference_longest|reference_first (default span), STEPS (default: the
+# demo recipe's), JOBS=2 fusers trained at once (one thread each), SET="key=value ..." more
+# recipe overrides for every run. Each run: runs/toy-$SEED/fuser-$ALIGN-$VARIANT/{fuser,eval}.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SEED=${1:-0}
+shift || true
+VARIANTS=("$@")
+[ ${#VARIANTS[@]} -gt 0 ] || VARIANTS=(full projection_fusion projection)
+ALIGN=${ALIGN:-span}
+JOBS=${JOBS:-2}
+C2C=build/c2c
+[ -x "$C2C" ] || { echo "toy_fuser: build first (bash scripts/setup.sh)"; exit 1; }
+OUT=runs/toy-$SEED
+if [ -f "recipes/toy/seed$SEED/receiver/model.safetensors" ]; then
+  R=recipes/toy/seed$SEED/receiver
+  S=recipes/toy/seed$SEED/sharer
+elif [ -f "$OUT/receiver/model.safetensors" ] && [ -f "$OUT/sharer/model.safetensors" ]; then
+  R=$OUT/receiver
+  S=$OUT/sharer
+else
+  echo "toy_fuser: no pair for seed $SEED; make one with: bash scripts/make_toy_world.sh $SEED"
+  exit 1
+fi
+for v in "${VARIANTS[@]}"; do
+  case "$v" in full|projection_fusion|projection) ;;
+    *) echo "toy_fuser: unknown variant '$v' (full, projection_fusion or projection)"; exit 1 ;;
+  esac
+done
+
+# The world of this seed (the default sizes, as make_toy_world.sh and the demo use them).
+[ -f "$OUT/world/world.json" ] || $C2C toy-world --seed "$SEED" --out "$OUT/world"
+DATA=$OUT/data-$ALIGN
+[ -f "$DATA/manifest.json" ] || $C2C prepare --input "$OUT/world/fuser_train.jsonl" \
+  --receiver-tokenizer "$R" --sharer-tokenizer "$S" --alignment "$ALIGN" --max-length 128 --out "$DATA"
+
+run_one() {
+  local v=$1 dir=$OUT/fuser-$ALIGN-$1
+  local sets=(--set "receiver=$R" --set "sharers=[$S]" --set "alignment=$ALIGN" --set "fuser.variant=$v"
+              --set "data.train=$DATA" --set "checkpoint.dir=$dir/fuser" --set "train.seed=$((42 + SEED))")
+  [ -z "${STEPS:-}" ] || sets+=(--set "train.max_steps=$STEPS")
+  for kv in ${SET:-}; do sets+=(--set "$kv"); done
+  mkdir -p "$dir"
+  OMP_NUM_THREADS=1 $C2C train recipes/demo.yaml "${sets[@]}" > "$dir/train.log" 2>&1 || {
+    echo "toy_fuser: training $v failed: see $dir/train.log"; return 1; }
+  rm -rf "$dir/eval"
+  OMP_NUM_THREADS=1 $C2C eval --config recipes/demo_eval.yaml --set "receiver=$R" --set "sharers=[$S]" \
+    --set "fuser=$dir/fuser/final" --set "alignment=$ALIGN" --set "methods=[c2c]" --set "latency_queries=0" \
+    --set "benchmarks=[{name: heldout, file: $OUT/world/eval_heldout.jsonl}, {name: known, file: $OUT/world/eval_known.jsonl}, {name: fuser_train, file: $OUT/world/eval_fuser_train.jsonl}]" \
+    --set "output=$dir/eval" > "$dir/eval.log" 2>&1 || { echo "toy_fuser: evaluating $v failed: see $dir/eval.log"; return 1; }
+  echo "toy_fuser: $v done ($dir)"
+}
+
+echo "toy_fuser: seed $SEED, pair $R + $S, alignment $ALIGN, variants ${VARIANTS[*]} ($JOBS at a time)"
+pids=()
+for v in "${VARIANTS[@]}"; do
+  run_one "$v" &
+  pids+=($!)
+  while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do sleep 5; done
+done
+fail=0
+for p in "${pids[@]}"; do wait "$p" || fail=1; done
+
+# The single models on the same splits (once per seed), then one table.
+BASE=$OUT/base
+if [ ! -f "$BASE/report.json" ]; then
+  OMP_NUM_THREADS=1 $C2C eval --config recipes/demo_eval.yaml --set "receiver=$R" --set "sharers=[$S]" \
+    --set "methods=[receiver, sharer]" --set "latency_queries=0" \
+    --set "benchmarks=[{name: heldout, file: $OUT/world/eval_heldout.jsonl}, {name: known, file: $OUT/world/eval_known.jsonl}, {name: fuser_train, file: $OUT/world/eval_fuser_train.jsonl}]" \
+    --set "output=$BASE" > "$OUT/base.log" 2>&1 || { echo "toy_fuser: baseline eval failed: see $OUT/base.log"; exit 1; }
+fi
+python3 - "$BASE" "$OUT" "$ALIGN" "${VARIANTS[@]}" <<'PY'
+import json, os, sys
+base, out, align, variants = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+rows = []
+b = json.load(open(os.path.join(base, "report.json")))["results"]
+for m in ("receiver", "sharer"):
+    rows.append((m, b[m]))
+for v in variants:
+    p = os.path.join(out, f"fuser-{align}-{v}", "eval", "report.json")
+    if os.path.exists(p):
+        rows.append((f"c2c {v}", json.load(open(p))["results"]["c2c"]))
+splits = ("heldout", "known", "fuser_train")
+print(f"\nseed {os.path.basename(out)}, alignment {align} (mode choices, chance 10%)")
+print("| method | " + " | ".join(splits) + " |")
+print("|---|" + "---|" * len(splits))
+for name, r in rows:
+    print(f"| {name} | " + " | ".join(f"{100 * r[s]['accuracy']:.1f}%" for s in splits) + " |")
+PY
+exit $fail
