@@ -6,9 +6,10 @@
 #
 #   bash scripts/toy_fuser.sh [SEED] [VARIANT ...]        VARIANT: full | projection_fusion | projection
 #
-# Environment: ALIGN=span|reference_longest|reference_first (default span), STEPS (default: the
-# demo recipe's), JOBS=2 fusers trained at once (one thread each), SET="key=value ..." more
-# recipe overrides for every run. Each run: runs/toy-$SEED/fuser-$ALIGN-$VARIANT/{fuser,eval}.
+# Environment: ALIGN=span|span_tail|reference_longest|reference_first (default span), STEPS
+# (default: the demo recipe's), JOBS=2 fusers trained at once (one thread each), SET="key=value
+# ..." more recipe overrides for every run, ENTITIES (world size, only where no world exists yet).
+# Each run: runs/toy-$SEED/fuser-$ALIGN-$VARIANT[-$STEPS]/{fuser,eval} (the suffix where STEPS is set).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SEED=${1:-0}
@@ -17,6 +18,7 @@ VARIANTS=("$@")
 [ ${#VARIANTS[@]} -gt 0 ] || VARIANTS=(full projection_fusion projection)
 ALIGN=${ALIGN:-span}
 JOBS=${JOBS:-2}
+SUFFIX=${STEPS:+-$STEPS}
 C2C=build/c2c
 [ -x "$C2C" ] || { echo "toy_fuser: build first (bash scripts/setup.sh)"; exit 1; }
 OUT=runs/toy-$SEED
@@ -36,14 +38,17 @@ for v in "${VARIANTS[@]}"; do
   esac
 done
 
-# The world of this seed (the default sizes, as make_toy_world.sh and the demo use them).
-[ -f "$OUT/world/world.json" ] || $C2C toy-world --seed "$SEED" --out "$OUT/world"
+# The world of this seed: the one make_toy_world.sh made with the pair, else a new one of ENTITIES
+# people (default 600, the demo's) split as make_toy_world.sh splits it.
+ENTITIES=${ENTITIES:-600}
+[ -f "$OUT/world/world.json" ] || $C2C toy-world --seed "$SEED" --entities "$ENTITIES" \
+  --known $((ENTITIES / 4)) --eval $((ENTITIES / 6)) --out "$OUT/world"
 DATA=$OUT/data-$ALIGN
 [ -f "$DATA/manifest.json" ] || $C2C prepare --input "$OUT/world/fuser_train.jsonl" \
   --receiver-tokenizer "$R" --sharer-tokenizer "$S" --alignment "$ALIGN" --max-length 128 --out "$DATA"
 
 run_one() {
-  local v=$1 dir=$OUT/fuser-$ALIGN-$1
+  local v=$1 dir=$OUT/fuser-$ALIGN-$1$SUFFIX
   local sets=(--set "receiver=$R" --set "sharers=[$S]" --set "alignment=$ALIGN" --set "fuser.variant=$v"
               --set "data.train=$DATA" --set "checkpoint.dir=$dir/fuser" --set "train.seed=$((42 + SEED))")
   [ -z "${STEPS:-}" ] || sets+=(--set "train.max_steps=$STEPS")
@@ -77,19 +82,19 @@ if [ ! -f "$BASE/report.json" ]; then
     --set "benchmarks=[{name: heldout, file: $OUT/world/eval_heldout.jsonl}, {name: known, file: $OUT/world/eval_known.jsonl}, {name: fuser_train, file: $OUT/world/eval_fuser_train.jsonl}]" \
     --set "output=$BASE" > "$OUT/base.log" 2>&1 || { echo "toy_fuser: baseline eval failed: see $OUT/base.log"; exit 1; }
 fi
-python3 - "$BASE" "$OUT" "$ALIGN" "${VARIANTS[@]}" <<'PY'
+python3 - "$BASE" "$OUT" "$ALIGN" "$SUFFIX" "${VARIANTS[@]}" <<'PY'
 import json, os, sys
-base, out, align, variants = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+base, out, align, suffix, variants = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:]
 rows = []
 b = json.load(open(os.path.join(base, "report.json")))["results"]
 for m in ("receiver", "sharer"):
     rows.append((m, b[m]))
 for v in variants:
-    p = os.path.join(out, f"fuser-{align}-{v}", "eval", "report.json")
+    p = os.path.join(out, f"fuser-{align}-{v}{suffix}", "eval", "report.json")
     if os.path.exists(p):
         rows.append((f"c2c {v}", json.load(open(p))["results"]["c2c"]))
 splits = ("heldout", "known", "fuser_train")
-print(f"\nseed {os.path.basename(out)}, alignment {align} (mode choices, chance 10%)")
+print(f"\n{os.path.basename(out)}, alignment {align}{', ' + suffix[1:] + ' steps' if suffix else ''} (mode choices, chance 10%)")
 print("| method | " + " | ".join(splits) + " |")
 print("|---|" + "---|" * len(splits))
 for name, r in rows:

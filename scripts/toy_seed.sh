@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# One world seed end to end, with one command: the world and the pair pretrained from scratch
+# (scripts/make_toy_world.sh, which ends with the world's check: receiver, sharer and T2T alone),
+# then the C2C fuser that meets the toy world's goals on seeds 0-2 (the demo recipe, span_tail
+# alignment, variant projection_fusion, 2,000 steps; scripts/toy_fuser.sh) and its table.
+#
+#   bash scripts/toy_seed.sh SEED [ENTITIES]
+#
+# About 75 minutes on 2 cores for 600 people: ~45 pretraining (both cores), ~25 the fuser (one).
+# Outputs in runs/toy-$SEED. Environment: STEPS (fuser steps, default 2000), ALIGN (default
+# span_tail), VARIANTS (default projection_fusion; "full projection_fusion projection" for the
+# whole ablation ladder, two at a time).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SEED=${1:?usage: bash scripts/toy_seed.sh SEED [ENTITIES]}
+ENTITIES=${2:-600}
+[[ "$SEED" =~ ^[0-9]+$ ]] || { echo "toy_seed: SEED must be a non-negative integer, got '$SEED'"; exit 1; }
+[[ "$ENTITIES" =~ ^[0-9]+$ ]] && [ "$ENTITIES" -ge 24 ] || {
+  echo "toy_seed: ENTITIES must be an integer >= 24, got '$ENTITIES'"; exit 1; }
+OUT=runs/toy-$SEED
+if [ -f "$OUT/world/world.json" ]; then
+  have=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["entities"])' "$OUT/world/world.json")
+  [ "$have" = "$ENTITIES" ] || {
+    echo "toy_seed: $OUT/world holds a world of $have people, not $ENTITIES; move $OUT away or pass $have"
+    exit 1; }
+fi
+if [ -f "recipes/toy/seed$SEED/receiver/model.safetensors" ]; then
+  echo "toy_seed: seed $SEED's pair is shipped in recipes/toy/seed$SEED; skipping pretraining"
+elif [ -f "$OUT/receiver/model.safetensors" ] && [ -f "$OUT/sharer/model.safetensors" ]; then
+  echo "toy_seed: the pair of seed $SEED exists in $OUT; skipping pretraining"
+else
+  bash scripts/make_toy_world.sh "$SEED" "$ENTITIES"
+fi
+read -r -a variants <<< "${VARIANTS:-projection_fusion}"
+ALIGN=${ALIGN:-span_tail} STEPS=${STEPS:-2000} ENTITIES=$ENTITIES \
+  bash scripts/toy_fuser.sh "$SEED" "${variants[@]}"
