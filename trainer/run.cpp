@@ -337,6 +337,22 @@ std::string run_training(const Recipe& input_recipe, int64_t stop_after) {
     FuserCheckpoint out = trainer.fusers();
     out.source = {{"recipe", recipe.to_yaml()}, {"steps", step}};
     save_fuser_checkpoint(final_dir, out);
+    // Where training left a gate part-open, the exported (hard-gated) fuser differs from it.
+    const double tau = gate_temperature(step, recipe.fuser.initial_temperature,
+                                        recipe.fuser.final_temperature, recipe.fuser.anneal_steps,
+                                        parse_anneal_kind(recipe.fuser.anneal));
+    for (size_t i = 0; i < out.sharers.size(); ++i) {
+      const auto& set = out.sharers[i];
+      if (set.config.variant != FuserVariant::full) continue;
+      torch::Tensor logits;
+      for (const auto& [name, t] : set.fuser->named_parameters().pairs())
+        if (name.find("gate_logit") != std::string::npos) logits = t;
+      if (!logits.defined()) continue;
+      log << "c2c train: sharer " << i << " "
+          << describe_final_gates(final_gate_states(logits, set.layer_map.receiver_layers(), tau,
+                                                    recipe.fuser.gate_noise),
+                                  tau);
+    }
   }
   dist.barrier("final checkpoint");
   log << "c2c train: done after " << step << " steps; fuser written to " << final_dir << "\n";

@@ -1,5 +1,10 @@
 #include "trainer/trainer.h"
 
+#include <algorithm>
+#include <cmath>
+#include <iomanip>
+#include <sstream>
+
 #include "modules/common/error.h"
 #include "modules/fuser_checkpoint.h"
 #include "modules/layer_map.h"
@@ -230,6 +235,73 @@ MicroLoss receiver_loss(const LLM& receiver, const FusedPipeline* fusion,
   out.row_loss = torch::zeros({B}, per_token.options())
                      .index_add(0, rows.div(Tr, "floor").to(dev), per_token.detach());
   return out;
+}
+
+std::vector<GateState> final_gate_states(const torch::Tensor& gate_logit,
+                                         const std::vector<int64_t>& receiver_layers, double tau,
+                                         bool gate_noise) {
+  C2C_CHECK(gate_logit.dim() == 2 && gate_logit.size(0) == 2 &&
+                gate_logit.size(1) == static_cast<int64_t>(receiver_layers.size()),
+            "final_gate_states: gate logits of shape ", gate_logit.sizes(), " for ",
+            receiver_layers.size(), " fused layers (expected (2, ", receiver_layers.size(), "))");
+  C2C_CHECK(tau > 0, "final_gate_states: temperature ", tau, " must be > 0");
+  auto logits = gate_logit.detach().to(torch::kCPU, torch::kFloat64).contiguous();
+  const double* l = logits.data_ptr<double>();
+  const auto sigmoid = [](double x) { return x >= 0 ? 1 / (1 + std::exp(-x)) : std::exp(x) / (1 + std::exp(x)); };
+  std::vector<GateState> out;
+  for (int64_t kind = 0; kind < 2; ++kind) {
+    for (size_t i = 0; i < receiver_layers.size(); ++i) {
+      GateState g;
+      g.receiver_layer = receiver_layers[i];
+      g.key = kind == 0;
+      g.logit = l[kind * static_cast<int64_t>(receiver_layers.size()) + static_cast<int64_t>(i)];
+      if (!gate_noise) {
+        g.training = sigmoid(g.logit / tau);
+      } else {
+        // Mean over u ~ U[0,1) of sigmoid((logit + G(u)) / tau), G(u) = -log(-log u): midpoint
+        // rule on 1<<14 points (the integrand is monotone in u, so the error is below 1e-4).
+        constexpr int kPoints = 1 << 14;
+        double sum = 0;
+        for (int k = 0; k < kPoints; ++k) {
+          const double u = (k + 0.5) / kPoints;
+          sum += sigmoid((g.logit - std::log(-std::log(u))) / tau);
+        }
+        g.training = sum / kPoints;
+      }
+      g.open = g.logit > 0;
+      g.part_open = g.training >= 0.05 && g.training <= 0.95;
+      out.push_back(g);
+    }
+  }
+  return out;
+}
+
+std::string describe_final_gates(const std::vector<GateState>& states, double tau) {
+  std::ostringstream o;
+  o << "gates at the end (tau " << std::setprecision(3) << tau
+    << "; mean value in training -> state at inference):\n";
+  std::vector<int64_t> layers;
+  for (const auto& g : states)
+    if (std::find(layers.begin(), layers.end(), g.receiver_layer) == layers.end())
+      layers.push_back(g.receiver_layer);
+  int64_t part_open = 0;
+  for (int64_t layer : layers) {
+    o << "  receiver layer " << layer << ":";
+    for (const auto& g : states) {
+      if (g.receiver_layer != layer) continue;
+      o << "  " << (g.key ? "key " : "value ") << std::fixed << std::setprecision(2) << g.training
+        << " -> " << (g.open ? "open" : "closed") << (g.part_open ? " (part-open)" : "");
+      part_open += g.part_open;
+    }
+    o << "\n";
+  }
+  if (part_open > 0) {
+    o << "warning: " << part_open << " of " << states.size()
+      << " gates were part-open in training (mean value in [0.05, 0.95]); inference rounds them "
+         "to the state shown, which training did not see: check the exported fuser with c2c "
+         "eval before trusting it (README, the toy world, on the gates).\n";
+  }
+  return o.str();
 }
 
 }  // namespace c2c

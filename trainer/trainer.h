@@ -63,6 +63,27 @@ class FuserTrainer {
   std::unique_ptr<FusedPipeline> pipeline_;
 };
 
+// The gates of one fuser set at the end of training, per fused receiver layer: each key and
+// value gate as training saw it at temperature tau (its mean value: sigmoid(logit / tau) without
+// noise; with Gumbel noise the mean of sigmoid((logit + G) / tau) over G, which for small tau is
+// the chance 1 - exp(-e^logit) that the gate was open) and as inference uses it (open when
+// logit > 0). A gate whose training mean lies in [0.05, 0.95] is "part-open": inference rounds
+// it, so the exported fuser does something its training did not.
+struct GateState {
+  int64_t receiver_layer = 0;
+  bool key = true;  // false: the value gate
+  double logit = 0;
+  double training = 0;  // mean gate value in training at tau
+  bool open = false;    // at inference
+  bool part_open = false;
+};
+// gate_logit: (2, Lf) of StackedFuser (row 0 keys, row 1 values); receiver_layers: Lf entries.
+std::vector<GateState> final_gate_states(const torch::Tensor& gate_logit,
+                                         const std::vector<int64_t>& receiver_layers, double tau,
+                                         bool gate_noise);
+// Lines for the training log: the gates by layer, then a warning where some are part-open.
+std::string describe_final_gates(const std::vector<GateState>& states, double tau);
+
 // The whole run: `c2c train RECIPE.yaml`. Returns the final fuser folder. `stop_after` > 0 ends
 // the run right after optimizer step `stop_after` has been checkpointed, as a kill would at that
 // point (tests of resume); the final fuser is not exported then.

@@ -294,4 +294,53 @@ TEST(Optimizer, MatchesTorchAdamWFormula) {
   EXPECT_NEAR(p[0].item<double>(), expect0, 1e-6);
 }
 
+TEST(Gates, FinalStateSaysWhatTrainingSawAndWhatInferenceUses) {
+  // Row 0 keys, row 1 values, of receiver layers 4 and 7; logits as the toy world's gated fuser
+  // ended them (they hover a few tau from 0 as tau shrinks).
+  auto logits = torch::tensor({{-0.0046, -0.0016}, {0.0024, 0.5}}, torch::kFloat32);
+  const double tau = 0.001;
+  auto plain = final_gate_states(logits, {4, 7}, tau, /*gate_noise=*/false);
+  ASSERT_EQ(plain.size(), 4u);
+  EXPECT_EQ(plain[0].receiver_layer, 4);
+  EXPECT_TRUE(plain[0].key);
+  EXPECT_EQ(plain[3].receiver_layer, 7);
+  EXPECT_FALSE(plain[3].key);
+  // sigmoid(logit / tau), to the float precision of the stored logits.
+  EXPECT_NEAR(plain[0].training, 0.00995, 2e-4);  // closed and settled
+  EXPECT_FALSE(plain[0].open);
+  EXPECT_FALSE(plain[0].part_open);
+  EXPECT_NEAR(plain[1].training, 0.1680, 2e-3);  // 17% open in training, closed at inference
+  EXPECT_FALSE(plain[1].open);
+  EXPECT_TRUE(plain[1].part_open);
+  EXPECT_NEAR(plain[2].training, 0.9168, 2e-3);  // 92% open in training, open at inference
+  EXPECT_TRUE(plain[2].open);
+  EXPECT_TRUE(plain[2].part_open);
+  EXPECT_NEAR(plain[3].training, 1.0, 1e-12);
+  EXPECT_FALSE(plain[3].part_open);
+
+  // With Gumbel noise and a small tau, the training mean is the chance 1 - exp(-e^logit) that
+  // the gate opened: 63% at logit 0, where inference closes it.
+  auto noisy = final_gate_states(torch::tensor({{0.0, -5.0}, {2.0, -0.3}}), {0, 1}, tau, true);
+  EXPECT_NEAR(noisy[0].training, 1 - std::exp(-1.0), 1e-3);
+  EXPECT_FALSE(noisy[0].open);
+  EXPECT_TRUE(noisy[0].part_open);
+  EXPECT_NEAR(noisy[1].training, 1 - std::exp(-std::exp(-5.0)), 1e-3);
+  EXPECT_FALSE(noisy[1].part_open);
+  EXPECT_NEAR(noisy[2].training, 1 - std::exp(-std::exp(2.0)), 1e-3);
+  EXPECT_TRUE(noisy[2].open);
+  EXPECT_NEAR(noisy[3].training, 1 - std::exp(-std::exp(-0.3)), 1e-3);
+  // At tau 1 the mean of sigmoid(logit + G) at logit 0 (numerically, 2^16 points: 0.59635).
+  auto warm = final_gate_states(torch::zeros({2, 1}), {0}, 1.0, true);
+  EXPECT_NEAR(warm[0].training, 0.59635, 1e-3);
+
+  const std::string text = describe_final_gates(plain, tau);
+  EXPECT_NE(text.find("receiver layer 7:"), std::string::npos) << text;
+  EXPECT_NE(text.find("key 0.17 -> closed (part-open)"), std::string::npos) << text;
+  EXPECT_NE(text.find("warning: 2 of 4 gates"), std::string::npos) << text;
+  auto settled = final_gate_states(torch::tensor({{-1.0}, {1.0}}), {3}, tau, false);
+  EXPECT_EQ(describe_final_gates(settled, tau).find("warning"), std::string::npos);
+
+  EXPECT_THROW(final_gate_states(torch::zeros({2, 3}), {0, 1}, tau, false), Error);
+}
+
 }  // namespace
