@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # One world seed end to end, with one command: the world and the pair pretrained from scratch
 # (scripts/make_toy_world.sh, which ends with the world's check: receiver, sharer and T2T alone),
-# then the C2C fuser that meets the toy world's goals on seeds 0-2 (the demo recipe, span_tail
-# alignment, variant projection_fusion, 2,000 steps; scripts/toy_fuser.sh) and its table.
+# then the C2C fuser of the README's three-seed table (the demo recipe, span_tail alignment,
+# variant projection_fusion, 2,000 steps; scripts/toy_fuser.sh) and its table.
 #
 #   bash scripts/toy_seed.sh SEED [ENTITIES]
 #
