@@ -1,5 +1,6 @@
 #include "trainer/eval.h"
 
+#include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -7,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
+#include <iostream>
 #include <map>
 #include <set>
 #include <sstream>
@@ -488,6 +490,7 @@ void EvalConfig::validate() const {
 }
 
 std::string run_eval(const EvalConfig& c, std::ostream& log) {
+  const bool live = &log == &std::cerr && isatty(STDERR_FILENO);  // progress redrawn in place
   if (c.threads > 0) torch::set_num_threads(static_cast<int>(c.threads));
   std::filesystem::create_directories(c.output);
   // The config of the run that wrote progress.jsonl must be this one, or resuming would mix
@@ -622,10 +625,13 @@ std::string run_eval(const EvalConfig& c, std::ostream& log) {
         }
         progress.flush();
         const size_t n = std::min(todo.size(), s + c.batch_size);
-        log << "\reval: " << method << " on " << bench.name << ": " << n << "/" << todo.size() << "  "
-            << std::fixed << std::setprecision(1) << since(t0) << "s" << std::flush;
+        // One live line on a terminal; in a log file, one line per method and benchmark.
+        if (live || n == todo.size())
+          log << (live ? "\r" : "") << "eval: " << method << " on " << bench.name << ": " << n << "/"
+              << todo.size() << "  " << std::fixed << std::setprecision(1) << since(t0) << "s"
+              << (live ? "" : "\n") << std::flush;
       }
-      if (!todo.empty()) log << "\n";
+      if (!todo.empty() && live) log << "\n";
       // Accuracy from every sample of this pair (this run's and the resumed ones).
       int64_t total = 0, correct = 0, errors = 0;
       std::map<std::string, std::pair<int64_t, int64_t>> by_subject;
@@ -673,9 +679,9 @@ std::string run_eval(const EvalConfig& c, std::ostream& log) {
           log << "\neval: latency query " << items[q].id << " (" << method << ") failed, not timed: " << e.what() << "\n";
         }
       }
-      log << "\reval: latency " << q + 1 << "/" << n << std::flush;
+      if (live) log << "\reval: latency " << q + 1 << "/" << n << std::flush;
     }
-    log << "\n";
+    log << (live ? "\n" : "eval: latency: " + std::to_string(n) + " queries per method\n");
     for (const auto& [method, l] : lat) {
       const double k = static_cast<double>(std::max<int64_t>(l.n, 1));
       latency[method] = {{"queries", l.n},
