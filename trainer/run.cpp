@@ -35,6 +35,13 @@ uint64_t noise_seed(int64_t seed, int64_t step, int64_t micro, int rank) {
   return x ^ (x >> 29);
 }
 
+// The stacked (2, Lf) key/value gate logits of a fuser set (undefined if it has none).
+torch::Tensor gate_logits(const FuserSet& set) {
+  for (const auto& [name, t] : set.fuser->named_parameters().pairs())
+    if (name == "gate_logit") return t;
+  return {};
+}
+
 std::string format_duration(double s) {
   if (!std::isfinite(s) || s < 0) return "?";
   const int64_t t = static_cast<int64_t>(s);
@@ -98,6 +105,11 @@ std::string run_training(const Recipe& input_recipe, int64_t stop_after) {
     std::filesystem::remove(join_path(recipe.checkpoint.dir, ".write_test"));
   }
   const bool tty = main_rank && isatty(STDERR_FILENO);
+  // Gate temperature after optimizer step s: the schedule the fusers follow.
+  const auto tau_at = [&recipe](int64_t s) {
+    return gate_temperature(s, recipe.fuser.initial_temperature, recipe.fuser.final_temperature,
+                            recipe.fuser.anneal_steps, parse_anneal_kind(recipe.fuser.anneal));
+  };
 
   StreamOptions so;
   so.batch_size = recipe.train.micro_batch_size;
@@ -272,9 +284,7 @@ std::string run_training(const Recipe& input_recipe, int64_t stop_after) {
 
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
     const double loss = loss_sum / std::max<int64_t>(step_tokens, 1);
-    const double tau = gate_temperature(step, recipe.fuser.initial_temperature,
-                                        recipe.fuser.final_temperature, recipe.fuser.anneal_steps,
-                                        parse_anneal_kind(recipe.fuser.anneal));
+    const double tau = tau_at(step);
     const double tps = (tokens_seen - tokens_before) / std::max(elapsed, 1e-9);
     const double eta = elapsed / (step - start_step) * (total - step);
     nlohmann::json row = {{"step", step}, {"loss", finite ? loss : -1.0}, {"skipped", !finite},
@@ -287,10 +297,9 @@ std::string run_training(const Recipe& input_recipe, int64_t stop_after) {
       if (!main_rank) break;
       nlohmann::json g;
       g["receiver_layers"] = set.layer_map.receiver_layers();
-      for (const auto& [name, t] : set.fuser->named_parameters().pairs()) {
-        if (name.find("gate_logit") == std::string::npos) continue;
+      if (auto t = gate_logits(set); t.defined()) {
         auto v = t.detach().to(torch::kCPU, torch::kFloat32).contiguous();
-        g[name] = std::vector<float>(v.data_ptr<float>(), v.data_ptr<float>() + v.numel());
+        g["gate_logit"] = std::vector<float>(v.data_ptr<float>(), v.data_ptr<float>() + v.numel());
       }
       gates.push_back(g);
     }
@@ -338,20 +347,14 @@ std::string run_training(const Recipe& input_recipe, int64_t stop_after) {
     out.source = {{"recipe", recipe.to_yaml()}, {"steps", step}};
     save_fuser_checkpoint(final_dir, out);
     // Where training left a gate part-open, the exported (hard-gated) fuser differs from it.
-    const double tau = gate_temperature(step, recipe.fuser.initial_temperature,
-                                        recipe.fuser.final_temperature, recipe.fuser.anneal_steps,
-                                        parse_anneal_kind(recipe.fuser.anneal));
     for (size_t i = 0; i < out.sharers.size(); ++i) {
       const auto& set = out.sharers[i];
-      if (set.config.variant != FuserVariant::full) continue;
-      torch::Tensor logits;
-      for (const auto& [name, t] : set.fuser->named_parameters().pairs())
-        if (name.find("gate_logit") != std::string::npos) logits = t;
-      if (!logits.defined()) continue;
+      const auto logits = gate_logits(set);
+      if (set.config.variant != FuserVariant::full || !logits.defined()) continue;
       log << "c2c train: sharer " << i << " "
-          << describe_final_gates(final_gate_states(logits, set.layer_map.receiver_layers(), tau,
-                                                    recipe.fuser.gate_noise),
-                                  tau);
+          << describe_final_gates(final_gate_states(logits, set.layer_map.receiver_layers(),
+                                                    tau_at(step), recipe.fuser.gate_noise),
+                                  tau_at(step));
     }
   }
   dist.barrier("final checkpoint");
