@@ -7,17 +7,21 @@
 # weights); only the timings are read.
 #
 #   bash scripts/latency_published_shapes.sh [QUERIES]     # -> runs/latency-published/report.md
+#   env: DEVICE (cpu; cuda on a GPU, in bf16), OUT (runs/latency-published), TOK (the Qwen3
+#        tokenizer folder, ../shared/tokenizers/qwen3), C2C (build/c2c)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 Q=${1:-3}
-OUT=runs/latency-published
-TOK=../shared/tokenizers/qwen3
+OUT=${OUT:-runs/latency-published}
+TOK=${TOK:-../shared/tokenizers/qwen3}
+DEVICE=${DEVICE:-cpu}
+C2C=${C2C:-build/c2c}
 [ -f "$TOK/tokenizer.json" ] || { echo "latency_published_shapes: needs $TOK (the real Qwen3 tokenizer)"; exit 1; }
 mkdir -p "$OUT"
 for m in qwen3-0.6b:receiver qwen2.5-0.5b:sharer; do
   preset=${m%%:*}; dir=$OUT/${m##*:}
   if [ ! -f "$dir/model.safetensors" ]; then
-    build/c2c make-random-model --preset "$preset" --seed 1 "$dir"
+    "$C2C" make-random-model --preset "$preset" --seed 1 "$dir"
     cp "$TOK/tokenizer.json" "$TOK/tokenizer_config.json" "$dir/"
   fi
 done
@@ -40,7 +44,7 @@ alignment: identity
 fuser: {hidden_dim: 1024, intermediate_dim: 1024, num_layers: 3}
 data: {train: unused}
 YAML
-[ -f "$OUT/fuser/fuser.json" ] || build/c2c train "$OUT/recipe.yaml" --export-init "$OUT/fuser"
+[ -f "$OUT/fuser/fuser.json" ] || "$C2C" train "$OUT/recipe.yaml" --export-init "$OUT/fuser"
 cat > "$OUT/eval.yaml" <<YAML
 receiver: $OUT/receiver
 sharers: [$OUT/sharer]
@@ -55,6 +59,7 @@ t2t_max_new_tokens: 64
 latency_queries: $Q
 latency_answer_tokens: 64
 output: $OUT/eval
+device: $DEVICE
 YAML
 rm -rf "$OUT/eval"
-build/c2c eval --config "$OUT/eval.yaml"
+"$C2C" eval --config "$OUT/eval.yaml"

@@ -1,12 +1,31 @@
 #include "trainer/cli.h"
 
+#include <torch/cuda.h>
+
 #include <iostream>
 
+#include "kernels/fused_ops.h"
 #include "modules/common/error.h"
 #include "modules/common/torch_compat.h"
 
 namespace c2c::cli {
 namespace {
+
+// What this build carries and what this machine shows it: scripts/gpu_check.sh reads the last line.
+int cmd_version(const std::vector<std::string>& argv) {
+  C2C_CHECK(argv.empty(), "version takes no arguments");
+#ifdef USE_C10D_NCCL
+  const char* nccl = "on";
+#else
+  const char* nccl = "off";
+#endif
+  std::cout << "c2c on LibTorch " << compat::torch_version() << "\n"
+            << "CUDA kernels: " << (kernels::built_with_cuda() ? "built" : "not built")
+            << "; NCCL process group: " << nccl << "\n"
+            << "CUDA devices visible: " << (torch::cuda::is_available() ? torch::cuda::device_count() : 0)
+            << "\n";
+  return 0;
+}
 
 struct Command {
   const char* name;
@@ -25,6 +44,7 @@ const Command kCommands[] = {
     {"pretrain", cmd_pretrain, "train every weight of a small LLM on text / chats (the toy world's models)"},
     {"toy-world", cmd_toy_world, "write the seeded fictional world of the demo (corpora, fuser data, benchmarks)"},
     {"prepare", cmd_prepare, "turn conversations (JSONL / JSON array) into paired HDF5 training shards"},
+    {"version", cmd_version, "the LibTorch, kernels and NCCL of this build, and the CUDA devices visible"},
 };
 
 void print_usage() {

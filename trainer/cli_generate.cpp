@@ -15,6 +15,7 @@
 #include "modules/generate.h"
 #include "modules/llm.h"
 #include "trainer/cli.h"
+#include "modules/device.h"
 #include "trainer/args.h"
 #include "modules/fused_pipeline.h"
 
@@ -33,7 +34,8 @@ const char* kUsage = R"(usage: c2c generate --model DIR (--prompt TEXT | --promp
   --top-k K --top-p P     sampling filters (default off)
   --seed S                sampling seed (default 0)
   --stop-ids 1,2          stop tokens (default: the model's end-of-sequence ids); --ignore-eos for none
-  --dtype float32|bfloat16  compute dtype (default float32)
+  --device auto|cpu|cuda[:N]  where the models run (default auto: the GPU when one is visible)
+  --dtype auto|float32|bfloat16  compute dtype (default auto: bfloat16 on a GPU, float32 on the CPU)
   --json                  print one JSON object (ids, text, timings)
 )";
 
@@ -50,12 +52,6 @@ std::vector<int64_t> parse_ids(const std::string& s, const std::string& flag) {
     out.push_back(v);
   }
   return out;
-}
-
-torch::Dtype parse_dtype(const std::string& s) {
-  if (s == "float32" || s == "fp32") return torch::kFloat32;
-  if (s == "bfloat16" || s == "bf16") return torch::kBFloat16;
-  fail("generate: --dtype must be float32 or bfloat16, got '", s, "'");
 }
 
 std::shared_ptr<Tokenizer> maybe_tokenizer(const std::string& dir) {
@@ -76,7 +72,8 @@ int cmd_generate(const std::vector<std::string>& argv) {
             "--sharer DIR --fuser DIR\n", kUsage);
   const std::string model_dir = fused ? args.str("receiver") : args.str("model");
   LoadOptions load;
-  load.dtype = parse_dtype(args.str("dtype", "float32"));
+  load.device = resolve_device(args.str("device", "auto"), "generate: --device");
+  load.dtype = resolve_dtype(args.str("dtype", "auto"), load.device, "generate: --dtype");
 
   GenerateOptions opts;
   opts.max_new_tokens = args.integer("max-new-tokens", 64);

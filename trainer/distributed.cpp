@@ -1,7 +1,7 @@
 // Data parallelism over c10d: rendezvous, process group, bucketed collectives (distributed.h).
 #include "trainer/distributed.h"
 
-#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
+#include <torch/csrc/distributed/c10d/Backend.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #ifdef USE_C10D_GLOO
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
@@ -51,6 +51,11 @@ DistEnv DistEnv::from_environment() {
   if (const char* n = pick("RANK", "SLURM_PROCID")) env.rank = env_int(n, std::getenv(n));
   if (const char* n = pick("LOCAL_RANK", "SLURM_LOCALID")) env.local_rank = env_int(n, std::getenv(n));
   if (const char* v = env_or_null("MASTER_ADDR")) env.master_addr = v;
+  if (const char* v = env_or_null("C2C_PROCESS_GROUP")) {
+    const std::string s = v;
+    if (s != "0" && s != "1") fail("environment variable C2C_PROCESS_GROUP='", s, "' must be 0 or 1");
+    env.always_group = s == "1";
+  }
   if (const char* v = env_or_null("MASTER_PORT")) env.master_port = env_int("MASTER_PORT", v);
   if (env.world_size < 1) fail("WORLD_SIZE (or SLURM_NTASKS) = ", env.world_size, " must be >= 1");
   if (env.rank < 0 || env.rank >= env.world_size)
@@ -66,7 +71,9 @@ DistEnv DistEnv::from_environment() {
 
 struct Distributed::Impl {
   c10::intrusive_ptr<c10d::Store> store;
-  c10::intrusive_ptr<c10d::ProcessGroup> pg;
+  // Since LibTorch 2.0 Gloo and NCCL are c10d::Backends (a ProcessGroup dispatches to them); the
+  // collectives here go to the one backend directly.
+  c10::intrusive_ptr<c10d::Backend> pg;
   std::chrono::milliseconds timeout;
   // Collectives this rank has entered (published with the heartbeat: how far a rank got).
   std::atomic<int64_t> op_seq{0};
@@ -107,13 +114,16 @@ Distributed::Distributed(const DistEnv& env, torch::Device device, std::chrono::
     : env_(env), impl_(std::make_unique<Impl>()) {
   C2C_CHECK(timeout.count() > 0, "distributed timeout must be > 0 ms, got ", timeout.count());
   impl_->timeout = timeout;
-  if (env_.world_size == 1) return;
+  if (env_.world_size == 1 && !env_.always_group) return;
   try {
     c10d::TCPStoreOptions so;
     so.port = static_cast<std::uint16_t>(env_.master_port);
     so.isServer = env_.rank == 0;
     so.numWorkers = static_cast<size_t>(env_.world_size);
-    so.waitWorkers = true;
+    // Every rank checks in (waitForWorkers); rank 0 does it below rather than in the
+    // constructor, where LibTorch 2.x's server times out with a message of its own (and a
+    // timeout one second longer than ours). The others check in and go on at once.
+    so.waitWorkers = env_.rank != 0;
     so.timeout = timeout;
     impl_->store = c10::make_intrusive<c10d::TCPStore>(env_.master_addr, so);
   } catch (const std::exception& e) {
@@ -121,6 +131,16 @@ Distributed::Distributed(const DistEnv& env, torch::Device device, std::chrono::
          env_.master_port, " failed within ", timeout.count() / 1000.0, " s: ", error_text(e),
          "\nHINT: every rank must start with the same MASTER_ADDR/MASTER_PORT and WORLD_SIZE; rank 0 "
          "serves the store, so the port must be free on its host");
+  }
+  if (env_.rank == 0) {
+    try {
+      static_cast<c10d::TCPStore&>(*impl_->store).waitForWorkers();
+    } catch (const std::exception&) {
+      fail("rank 0/", env_.world_size, ": rendezvous at ", env_.master_addr, ":", env_.master_port,
+           ": other rank(s) did not join within ", timeout.count() / 1000.0, " s",
+           "\nHINT: start every rank with the same WORLD_SIZE/MASTER_ADDR/MASTER_PORT (ranks 1..",
+           env_.world_size - 1, " are missing or were started against another address)");
+    }
   }
   try {
     if (device.is_cuda()) {

@@ -19,11 +19,13 @@ namespace c2c {
 // Where this process stands. From RANK / WORLD_SIZE / LOCAL_RANK (torchrun and
 // scripts/launch_local.sh), else SLURM_PROCID / SLURM_NTASKS / SLURM_LOCALID; MASTER_ADDR
 // (default 127.0.0.1) and MASTER_PORT (default 29500) from the environment. Nothing set: a
-// single rank.
+// single rank, without a process group. C2C_PROCESS_GROUP=1 makes one even for a single rank,
+// so that one GPU runs every collective through NCCL (scripts/gpu_check.sh checks that path).
 struct DistEnv {
   int rank = 0, world_size = 1, local_rank = 0;
   std::string master_addr = "127.0.0.1";
   int master_port = 29500;
+  bool always_group = false;
 
   static DistEnv from_environment();  // throws naming the variable when one is malformed
 };
@@ -32,7 +34,7 @@ class GradSync;
 
 class Distributed {
  public:
-  // Rendezvous and process group for world_size > 1: rank 0 serves the TCPStore, every rank
+  // Rendezvous and process group for world_size > 1 (or always_group): rank 0 serves the TCPStore, every rank
   // connects; `device` picks Gloo (CPU) or NCCL (CUDA). A collective that fails or waits longer
   // than `timeout` throws naming this rank, the operation and the lost rank(s): every rank
   // publishes a heartbeat (and how far it got) in the store once a second, so a failing rank can

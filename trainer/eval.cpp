@@ -19,6 +19,7 @@
 #include "data/prepare.h"
 #include "data/tokenizer.h"
 #include "modules/common/error.h"
+#include "modules/device.h"
 #include "modules/common/files.h"
 #include "modules/fused_pipeline.h"
 #include "modules/generate.h"
@@ -537,11 +538,8 @@ std::string run_eval(const EvalConfig& c, std::ostream& log) {
   // Models.
   Models m;
   LoadOptions lo;
-  if (c.device == "cuda" || (c.device == "auto" && torch::cuda::is_available())) {
-    C2C_CHECK(torch::cuda::is_available(), "eval: device cuda but no CUDA device is available");
-    lo.device = torch::kCUDA;
-    lo.dtype = torch::kBFloat16;
-  }
+  lo.device = resolve_device(c.device, "eval: device");
+  lo.dtype = resolve_dtype("auto", lo.device, "eval: device");
   m.receiver = LLM::load(c.receiver, lo);
   m.rtok = Tokenizer::load(c.receiver);
   std::vector<std::shared_ptr<LLM>> sharers;

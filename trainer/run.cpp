@@ -151,8 +151,8 @@ std::string run_training(const Recipe& input_recipe, int64_t stop_after) {
   FuserTrainer trainer(recipe);
   Distributed dist(dist_env, trainer.device(),
                    std::chrono::milliseconds(std::llround(recipe.train.dist_timeout_s * 1000)));
-  if (dist.world_size() > 1)
-    log << "c2c train: " << dist.world_size() << " ranks over " << dist.backend() << ", rendezvous "
+  if (dist.backend() != "none")
+    log << "c2c train: " << dist.world_size() << " rank(s) over " << dist.backend() << ", rendezvous "
         << dist_env.master_addr << ":" << dist_env.master_port << "\n";
   auto params = trainer.named_parameters();
   {

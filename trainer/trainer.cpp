@@ -6,35 +6,17 @@
 #include <sstream>
 
 #include "modules/common/error.h"
+#include "modules/device.h"
 #include "modules/fuser_checkpoint.h"
 #include "modules/layer_map.h"
 
 namespace c2c {
-namespace {
-
-torch::Device pick_device(const std::string& name) {
-  if (name == "cpu") return torch::kCPU;
-  if (name == "cuda") {
-    C2C_CHECK(torch::cuda::is_available(), "recipe: train.device is cuda but no CUDA device is "
-              "available\nHINT: set train.device=cpu, or build against a CUDA LibTorch");
-    return torch::kCUDA;
-  }
-  return torch::cuda::is_available() ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
-}
-
-torch::Dtype pick_dtype(const std::string& name, torch::Device device) {
-  if (name == "float32") return torch::kFloat32;
-  if (name == "bfloat16") return torch::kBFloat16;
-  return device.is_cuda() ? torch::kBFloat16 : torch::kFloat32;  // auto
-}
-
-}  // namespace
 
 FuserTrainer::FuserTrainer(const Recipe& recipe) : recipe_(recipe) {
-  device_ = pick_device(recipe.train.device);
+  device_ = resolve_device(recipe.train.device, "recipe: train.device");
   LoadOptions load;
   load.device = device_;
-  load.dtype = pick_dtype(recipe.train.dtype, device_);
+  load.dtype = resolve_dtype(recipe.train.dtype, device_, "recipe: train.dtype");
   auto receiver = LLM::load(recipe.receiver, load);
   std::vector<std::shared_ptr<LLM>> sharers;
   for (const auto& s : recipe.sharers) sharers.push_back(LLM::load(s, load));

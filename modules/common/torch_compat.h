@@ -1,4 +1,4 @@
-// Differences between LibTorch 1.13 (Debian's libtorch-dev) and 2.x live here and nowhere else.
+// Small process-level helpers around LibTorch: its version, the thread count, peak memory.
 #pragma once
 #include <torch/torch.h>
 #include <torch/version.h>
@@ -11,11 +11,18 @@ namespace c2c::compat {
 
 inline const char* torch_version() { return TORCH_VERSION; }
 
-// LibTorch 1.13 from Debian starts with one intra-op thread on this kind of machine; use every
-// core unless OMP_NUM_THREADS says otherwise. Called once by each program's main().
+// Use every core for LibTorch's intra-op threads unless OMP_NUM_THREADS says otherwise. Called
+// once by each program's main().
 void use_all_cores();
 
-// Peak resident memory of this process in bytes (CPU); on CUDA the caching allocator's peak.
+// Peak resident memory of this process in bytes (CPU).
 size_t peak_host_memory_bytes();
+
+// Waits for the device's queued work (a no-op on the CPU): timings of CUDA work call it.
+void synchronize(torch::Device device);
+// Peak bytes the CUDA caching allocator handed out on `device` since the last reset (0 on the
+// CPU), and its reset.
+size_t peak_device_memory_bytes(torch::Device device);
+void reset_peak_device_memory(torch::Device device);
 
 }  // namespace c2c::compat

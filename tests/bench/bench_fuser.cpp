@@ -4,12 +4,15 @@
 // weights, same run, inference mode. Prints ms, the ratio and GFLOP/s (matrix-product FLOPs).
 //
 // usage: bench_fuser [--tokens 170] [--layers 28] [--batch 1] [--reps 3] [--threads 0]
-//                    [--dtype float32|bfloat16]
+//                    [--device auto|cpu|cuda] [--dtype auto|float32|bfloat16] [--peak-tflops T]
+// --device defaults to cpu; --peak-tflops (the device's dense peak for the dtype, e.g. 989 for an
+// H100/H200 in bf16) adds the fraction of peak the batched pass reaches.
 #include <chrono>
 #include <iostream>
 
 #include "modules/common/error.h"
 #include "modules/common/torch_compat.h"
+#include "modules/device.h"
 #include "modules/fuser.h"
 #include "modules/fuser_checkpoint.h"
 #include "trainer/args.h"
@@ -40,28 +43,30 @@ int main(int argc, char** argv) {
     const int64_t N = args.integer("tokens", 170), Lf = args.integer("layers", 28);
     const int64_t B = args.integer("batch", 1), reps = args.integer("reps", 3);
     const int64_t threads = args.integer("threads", 0);
-    const torch::Dtype dtype = parse_dtype_name(args.str("dtype", "float32"));
+    const torch::Device device = resolve_device(args.str("device", "cpu"), "bench_fuser: --device");
+    const torch::Dtype dtype = resolve_dtype(args.str("dtype", "auto"), device, "bench_fuser: --dtype");
+    const double peak_tflops = args.number("peak-tflops", 0.0);
     args.finish();
     compat::use_all_cores();
     if (threads > 0) torch::set_num_threads(static_cast<int>(threads));
 
     FuserConfig c;  // the published widths are the defaults
     StackedFuser fuser(c, Lf, /*seed=*/0);
-    fuser->to(dtype);
+    fuser->to(device, dtype);
     fuser->eval();
     {
       torch::NoGradGuard g;
       fuser->named_parameters()["gate_logit"].fill_(1.0);  // gates open: the full computation
     }
     torch::manual_seed(0);
-    auto sk = torch::randn({Lf, B, c.source_num_heads, N, c.source_head_dim}).to(dtype);
-    auto sv = torch::randn_like(sk), rk = torch::randn({Lf, B, c.target_num_heads, N, c.target_head_dim}).to(dtype);
+    auto sk = torch::randn({Lf, B, c.source_num_heads, N, c.source_head_dim}).to(device, dtype);
+    auto sv = torch::randn_like(sk), rk = torch::randn({Lf, B, c.target_num_heads, N, c.target_head_dim}).to(device, dtype);
     auto rv = torch::randn_like(rk);
     torch::NoGradGuard no_grad;
 
     auto batched = [&] { return fuser->forward(sk, sv, rk, rv).key.sum(); };
     auto per_layer = [&] {
-      torch::Tensor s = torch::zeros({});
+      torch::Tensor s = torch::zeros({}, sk.options());
       for (int64_t i = 0; i < Lf; ++i) s = s + fuser->forward_layer(i, sk[i], sv[i], rk[i], rv[i]).key.sum();
       return s;
     };
@@ -74,7 +79,7 @@ int main(int argc, char** argv) {
       double best = 1e30, total = 0;
       for (int64_t r = 0; r < reps; ++r) {
         const double t0 = now_ms();
-        fn().template item<double>();
+        fn().template item<double>();  // .item() waits for the device
         const double dt = now_ms() - t0;
         best = std::min(best, dt);
         total += dt;
@@ -87,7 +92,7 @@ int main(int argc, char** argv) {
     std::cout << "fuser benchmark: " << Lf << " layers x " << B << " x " << N
               << " tokens, h=m=" << c.hidden_dim << ", L=" << c.num_layers << ", H_r=" << c.target_num_heads
               << " D_r=" << c.target_head_dim << " <- H_s=" << c.source_num_heads
-              << " D_s=" << c.source_head_dim << ", " << dtype_name(dtype) << ", "
+              << " D_s=" << c.source_head_dim << ", " << dtype_name(dtype) << " on " << device << ", "
               << torch::get_num_threads() << " threads, LibTorch " << TORCH_VERSION << "\n"
               << "  parameters " << c.parameters_per_layer() * Lf / 1e6 << " M, "
               << gflop << " GFLOP per pass (K and V)\n"
@@ -96,6 +101,9 @@ int main(int argc, char** argv) {
               << "  batched stacked: best " << batch_best << " ms, mean " << batch_mean << " ms, "
               << gflop / (batch_best / 1e3) << " GFLOP/s\n"
               << "  speed-up (loop / batched, best): " << loop_best / batch_best << "x\n";
+    if (peak_tflops > 0)
+      std::cout << "  batched: " << 100.0 * gflop / (batch_best / 1e3) / (peak_tflops * 1e3)
+                << "% of the " << peak_tflops << " TFLOP/s peak\n";
     return 0;
   } catch (const std::exception& e) {
     std::cerr << "error: " << e.what() << "\n";

@@ -1,14 +1,21 @@
 // Benchmark (not a test): one fuser training step against a plain receiver forward+backward of
-// the same batch, on random models (receiver ~25M parameters, Qwen3-style; sharer ~20M,
-// Llama-style). Prints tokens per second and peak resident memory after each.
+// the same batch, on random models (by default receiver ~25M parameters, Qwen3-style; sharer
+// ~20M, Llama-style). Prints tokens per second and peak memory after each, and with
+// --peak-tflops the model FLOPs utilisation of the fuser step.
 //   build/bench_train [--batch 4] [--prompt 96] [--response 32] [--hidden 256] [--repeats 3]
+//                     [--receiver-preset bench-25m] [--sharer-preset bench-20m-llama]
+//                     [--device cpu|cuda] [--dtype auto|float32|bfloat16] [--peak-tflops T]
+// The published shapes on a GPU: --receiver-preset qwen3-0.6b --sharer-preset qwen2.5-0.5b
+// --hidden 1024 --prompt 256 --response 256 --device cuda (the 478M-parameter fuser).
 #include <chrono>
 #include <filesystem>
 #include <iostream>
+#include <sstream>
 
 #include "data/paired_dataset.h"
 #include "modules/common/error.h"
 #include "modules/common/torch_compat.h"
+#include "modules/device.h"
 #include "modules/random_model.h"
 #include "trainer/args.h"
 #include "trainer/trainer.h"
@@ -23,15 +30,25 @@ std::string ensure_model(const std::string& preset) {
   return dir;
 }
 
-double seconds(const std::function<void()>& f, int repeats) {
+double seconds(const std::function<void()>& f, int repeats, torch::Device device) {
   f();  // warm-up
+  compat::synchronize(device);
   double best = 1e30;
   for (int i = 0; i < repeats; ++i) {
     auto t0 = std::chrono::steady_clock::now();
     f();
+    compat::synchronize(device);
     best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
   return best;
+}
+
+// Weight-matrix FLOPs of a decoder's forward over `tokens` tokens (2 per multiply-add), without
+// the input embedding (a lookup) and the LM head (counted apart, on the loss tokens only).
+double decoder_flops(const ModelConfig& c, double tokens) {
+  const double embed = static_cast<double>(c.vocab_size) * c.hidden_size;
+  const double head = c.tie_word_embeddings ? 0.0 : embed;
+  return 2.0 * (static_cast<double>(c.num_parameters()) - embed - head) * tokens;
 }
 
 }  // namespace
@@ -47,18 +64,26 @@ int main(int argc, char** argv) {
     // the peak RSS is the fuser step's own (compare two runs).
     const bool checkpointing = args.integer("checkpointing", 0) != 0;
     const bool only_fused = args.integer("only-fused", 0) != 0;
+    const std::string rpreset = args.str("receiver-preset", "bench-25m");
+    const std::string spreset = args.str("sharer-preset", "bench-20m-llama");
+    const std::string device_name = args.str("device", "cpu"), dtype_name = args.str("dtype", "auto");
+    const double peak_tflops = args.number("peak-tflops", 0.0);
     args.finish();
-    const std::string rdir = ensure_model("bench-25m"), sdir = ensure_model("bench-20m-llama");
+    const torch::Device device = resolve_device(device_name, "bench_train: --device");
+    resolve_dtype(dtype_name, device, "bench_train: --dtype");  // checked here, applied by the recipe
+    const std::string rdir = ensure_model(rpreset), sdir = ensure_model(spreset);
     Recipe recipe = Recipe::from_yaml_text(
         "receiver: " + rdir + "\nsharers: [" + sdir + "]\ndata: {train: unused}\n", "bench",
         {"fuser.hidden_dim=" + std::to_string(hidden), "fuser.intermediate_dim=" + std::to_string(hidden),
-         std::string("train.activation_checkpointing=") + (checkpointing ? "true" : "false")});
+         std::string("train.activation_checkpointing=") + (checkpointing ? "true" : "false"),
+         "train.device=" + std::string(device.is_cuda() ? "cuda" : "cpu"), "train.dtype=" + dtype_name});
     FuserTrainer trainer(recipe);
     std::vector<PairedSample> batch;
     torch::manual_seed(0);
     for (int64_t b = 0; b < B; ++b) {
       PairedSample s;
-      auto ids = torch::randint(3, 32000, {P + R}, torch::kInt64);
+      const int64_t vocab = std::min<int64_t>(32000, trainer.pipeline().receiver()->config().vocab_size);
+      auto ids = torch::randint(3, vocab, {P + R}, torch::kInt64);
       s.receiver_ids.assign(ids.data_ptr<int64_t>(), ids.data_ptr<int64_t>() + P + R);
       s.prompt_length = P;
       s.loss_start = P;
@@ -75,7 +100,8 @@ int main(int argc, char** argv) {
               << trainer.pipeline().sharers()[0]->config().num_parameters() / 1e6 << "M, fuser "
               << [&] { int64_t n = 0; for (auto& p : trainer.named_parameters()) n += p.second.numel(); return n; }() / 1e6
               << "M parameters; batch " << B << " x (" << P << " prompt + " << R << " response) tokens, "
-              << torch::get_num_threads() << " threads\n";
+              << (device.is_cuda() ? "on " + device.str() : std::to_string(torch::get_num_threads()) + " threads")
+              << "\n";
 
     // Plain receiver forward+backward of the same tokens: a zero delta that requires grad on the
     // prefix KV carries the backward through the same receiver path, without a fuser or sharer.
@@ -90,7 +116,7 @@ int main(int argc, char** argv) {
       {
         torch::NoGradGuard ng;
         auto [ids, mask] = pad_batch(prefix);
-        rx.forward_hidden(ids, mask, cache);
+        rx.forward_hidden(ids.to(device), mask.to(device), cache);
       }
       std::vector<torch::Tensor> leaves;
       for (int64_t l = 0; l < cache.num_layers(); ++l) {
@@ -98,7 +124,8 @@ int main(int argc, char** argv) {
         leaves.push_back(d);
         cache.set_slice(l, 0, cache.key(l) + d, cache.value(l) + d);
       }
-      auto [rids, rmask] = pad_batch(response);
+      auto [rids_cpu, rmask_cpu] = pad_batch(response);
+      auto rids = rids_cpu.to(device), rmask = rmask_cpu.to(device);
       auto h = rx.forward_hidden(rids, rmask, cache);
       auto logits = rx.logits(h.narrow(1, 0, R));
       // The response section has R + 1 tokens; its first R positions predict the next R.
@@ -106,25 +133,49 @@ int main(int argc, char** argv) {
                                                        rids.narrow(1, 1, R).reshape({-1}));
       loss.backward();
     };
-    const double t_plain = only_fused ? 0.0 : seconds(plain, repeats);
-    const size_t mem_plain = compat::peak_host_memory_bytes();
+    // Peak memory: the process's resident set on the CPU, the caching allocator's on a GPU.
+    const std::string mem_what = device.is_cuda() ? "peak GPU memory " : "peak RSS ";
+    auto peak_mib = [&] {
+      return (device.is_cuda() ? compat::peak_device_memory_bytes(device) : compat::peak_host_memory_bytes()) /
+             (1 << 20);
+    };
+    compat::reset_peak_device_memory(device);
+    const double t_plain = only_fused ? 0.0 : seconds(plain, repeats, device);
+    const size_t mem_plain = peak_mib();
+    compat::reset_peak_device_memory(device);
     trainer.set_mode(true, 0);
     auto fused = [&] {
       auto ml = trainer.forward(batch, 1);
       (ml.loss_sum / ml.tokens).backward();
     };
-    const double t_fused = seconds(fused, repeats);
-    const size_t mem_fused = compat::peak_host_memory_bytes();
+    const double t_fused = seconds(fused, repeats, device);
+    const size_t mem_fused = peak_mib();
+    // The fuser step's weight FLOPs: sharer prefill and receiver prefix prefill (forward), the
+    // fuser over the P - 1 fused positions (forward + backward with weight gradients: 3x), the
+    // receiver's response pass (forward + backward to its inputs only, frozen weights: 2x) and
+    // its LM head on the R loss tokens (2x). Attention scores are not counted: a lower bound.
+    const auto& sc = trainer.pipeline().sharers()[0]->config();
+    int64_t fuser_params = 0;
+    for (auto& p : trainer.named_parameters()) fuser_params += p.second.numel();
+    const double fused_tokens = static_cast<double>(B * (P - 1)), resp = static_cast<double>(B * (R + 1));
+    const double head = 2.0 * static_cast<double>(rc.vocab_size) * rc.hidden_size * B * R;
+    const double step_flops = decoder_flops(sc, fused_tokens) + decoder_flops(rc, fused_tokens) +
+                              3.0 * 2.0 * static_cast<double>(fuser_params) * fused_tokens +
+                              2.0 * decoder_flops(rc, resp) + 2.0 * head;
+    std::ostringstream mfu;
+    mfu << step_flops / 1e12 << " TFLOP per step, " << step_flops / t_fused / 1e12 << " TFLOP/s";
+    if (peak_tflops > 0) mfu << ", MFU " << 100.0 * step_flops / t_fused / (peak_tflops * 1e12) << "% of " << peak_tflops;
     if (only_fused) {
       std::cout << "fuser training step" << (checkpointing ? " (activation checkpointing)" : "") << ": "
-                << t_fused * 1e3 << " ms, " << static_cast<int64_t>(tokens / t_fused) << " tokens/s, peak RSS "
-                << mem_fused / (1 << 20) << " MiB\n";
+                << t_fused * 1e3 << " ms, " << static_cast<int64_t>(tokens / t_fused) << " tokens/s, " << mem_what
+                << mem_fused << " MiB\n  " << mfu.str() << "\n";
       return 0;
     }
     std::cout << "plain receiver fwd+bwd: " << t_plain * 1e3 << " ms, " << static_cast<int64_t>(tokens / t_plain)
-              << " tokens/s, peak RSS " << mem_plain / (1 << 20) << " MiB\n"
+              << " tokens/s, " << mem_what << mem_plain << " MiB\n"
               << "fuser training step:    " << t_fused * 1e3 << " ms, " << static_cast<int64_t>(tokens / t_fused)
-              << " tokens/s, peak RSS " << mem_fused / (1 << 20) << " MiB (includes sharer prefill)\n"
+              << " tokens/s, " << mem_what << mem_fused << " MiB (includes sharer prefill)\n"
+              << "  " << mfu.str() << "\n"
               << "ratio (fuser step / plain): " << t_fused / t_plain << "x time\n";
     return 0;
   } catch (const std::exception& e) {
