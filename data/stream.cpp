@@ -100,7 +100,9 @@ struct PairedStream::Impl {
   std::vector<std::unique_ptr<PairedShardReader>> shards;
   std::vector<int64_t> shard_start;  // global index of each shard's first sample
   std::vector<int64_t> lengths;      // receiver length per global index
-  int64_t n = 0;
+  StreamVocabularies vocab;  // 0: unchecked
+  int64_t n = 0;           // samples the stream reads
+  int64_t data_set_n = 0;  // samples in the data set
 
   // Position.
   int64_t epoch = 0, window_start = 0, taken = 0;
@@ -185,7 +187,42 @@ struct PairedStream::Impl {
     const size_t k = std::upper_bound(shard_start.begin(), shard_start.end(), index) - shard_start.begin() - 1;
     PairedSample s = shards[k]->read(index - shard_start[k]);
     s.index = index;
+    check_sample(s, shards[k]->path(), index - shard_start[k]);
     return s;
+  }
+
+  // HDF5 keeps no checksums: a damaged value must fail here, naming the shard, the sample and the
+  // field, not deep inside the trainer.
+  void check_sample(const PairedSample& s, const std::string& shard, int64_t local) const {
+    const int64_t len = static_cast<int64_t>(s.receiver_ids.size());
+    auto bad = [&](const std::string& field, const auto&... what) {
+      fail("paired shard ", shard, ", sample ", local, " (data set index ", s.index, "): ", field, " ",
+           what..., "\nHINT: the shard is damaged or was not written by this `c2c prepare`; re-run it");
+    };
+    auto ids_in = [&](const std::vector<int64_t>& ids, int64_t vocab, const std::string& field) {
+      for (size_t t = 0; t < ids.size(); ++t)
+        if (ids[t] < 0 || (vocab > 0 && ids[t] >= vocab))
+          bad(field + "[" + std::to_string(t) + "]", "= ", ids[t], " is outside the vocabulary [0, ",
+              vocab > 0 ? std::to_string(vocab) : std::string("..."), ")");
+    };
+    ids_in(s.receiver_ids, vocab.receiver, "receiver_ids");
+    if (s.prompt_length < 1 || s.prompt_length >= len)
+      bad("prompt_length", "= ", s.prompt_length, " must be in [1, ", len, ") so a response remains");
+    if (s.loss_start < s.prompt_length || s.loss_end > len || s.loss_start >= s.loss_end)
+      bad("loss range", "[", s.loss_start, ", ", s.loss_end, ") must lie in the response [",
+          s.prompt_length, ", ", len, ")");
+    for (size_t j = 0; j < s.sharers.size(); ++j) {
+      const PairedSharer& sh = s.sharers[j];
+      const std::string tag = "sharer " + std::to_string(j) + " ";
+      ids_in(sh.ids, j < vocab.sharers.size() ? vocab.sharers[j] : 0, tag + "ids");
+      if (sh.mask.size() != sh.ids.size())
+        bad(tag + "mask", "has ", sh.mask.size(), " entries for ", sh.ids.size(), " ids");
+      const int64_t slen = static_cast<int64_t>(sh.ids.size());
+      for (size_t t = 0; t < sh.slot_of.size(); ++t)
+        if (sh.slot_of[t] < -1 || sh.slot_of[t] >= slen)
+          bad(tag + "slot_of[" + std::to_string(t) + "]", "= ", sh.slot_of[t], " is neither -1 (not fused) nor a position in [0, ",
+              slen, ")");
+    }
   }
 };
 
@@ -210,6 +247,12 @@ PairedStream::PairedStream(const std::string& data_dir, const StreamOptions& opt
     for (int64_t i = 0; i < shard->num_samples(); ++i) m.lengths.push_back(shard->length(i));
     m.n += shard->num_samples();
     m.shards.push_back(std::move(shard));
+  }
+  m.data_set_n = m.n;
+  C2C_CHECK(options.max_samples >= 0, "data stream: max_samples must be >= 0, got ", options.max_samples);
+  if (options.max_samples > 0 && options.max_samples < m.n) {
+    m.n = options.max_samples;  // every ordering below ranges over [0, n)
+    m.lengths.resize(static_cast<size_t>(m.n));
   }
 }
 
@@ -283,6 +326,8 @@ void PairedStream::restore(const StreamCursor& c) {
 }
 
 int64_t PairedStream::num_samples() const { return impl_->n; }
+int64_t PairedStream::data_set_samples() const { return impl_->data_set_n; }
+void PairedStream::check_vocabularies(const StreamVocabularies& v) { impl_->vocab = v; }
 const PairedManifest& PairedStream::manifest() const { return impl_->manifest; }
 PairedSample PairedStream::read_sample(int64_t index) const { return impl_->read(index); }
 int64_t PairedStream::sample_length(int64_t index) const {

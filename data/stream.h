@@ -36,6 +36,7 @@ struct StreamOptions {
   uint64_t seed = 0;
   int64_t rank = 0, world_size = 1;
   bool drop_last = true;  // keep only full batches, equal in number on every rank
+  int64_t max_samples = 0;  // > 0: only the data set's first max_samples samples (file order)
 };
 
 // Where a stream stands; JSON-serialisable for the training state. The same on every rank.
@@ -61,6 +62,12 @@ struct PairedBatch {
   int64_t real_tokens() const;
 };
 
+// Vocabulary sizes every token id of a sample read must lie within (0: not checked).
+struct StreamVocabularies {
+  int64_t receiver = 0;
+  std::vector<int64_t> sharers;
+};
+
 class PairedStream {
  public:
   // `data_dir` is the --out folder of `c2c prepare` (manifest.json + shards).
@@ -74,10 +81,15 @@ class PairedStream {
   StreamCursor cursor() const;              // state after the last returned batch
   void restore(const StreamCursor& cursor);  // continue from a saved cursor
 
-  int64_t num_samples() const;        // in the data set (manifest)
+  int64_t num_samples() const;        // the stream reads (the data set's, or max_samples)
+  int64_t data_set_samples() const;   // in the data set (manifest)
   int64_t batches_per_epoch() const;  // of this rank, from the start of an epoch
   const PairedManifest& manifest() const;
-  PairedSample read_sample(int64_t index) const;  // random access by global index
+  // Random access by global index. Every sample read is checked (ids within the vocabularies
+  // given below and >= 0, prompt and loss ranges within its length, alignment slots within the
+  // sharer's length); a bad one throws naming the shard, the sample and the field.
+  PairedSample read_sample(int64_t index) const;
+  void check_vocabularies(const StreamVocabularies& vocab);
   int64_t sample_length(int64_t index) const;     // receiver tokens, without reading them
 
   // The global stream order of one epoch (step 1 above); exposed for tests and tools.

@@ -1,5 +1,7 @@
 #include "trainer/recipe.h"
 
+#include <cmath>
+
 #include <yaml-cpp/yaml.h>
 
 #include <functional>
@@ -119,6 +121,7 @@ std::vector<Field> fields(Recipe& r) {
       field("checkpoint.every", r.checkpoint.every),
       field("checkpoint.keep_last", r.checkpoint.keep_last),
       field("checkpoint.resume", r.checkpoint.resume),
+      field("checkpoint.overwrite", r.checkpoint.overwrite),
   };
 }
 
@@ -223,8 +226,10 @@ void Recipe::validate() const {
   C2C_CHECK(fuser.num_layers >= 3, "recipe: fuser.num_layers must be >= 3, got ", fuser.num_layers);
   C2C_CHECK(fuser.hidden_dim > 0 && fuser.intermediate_dim > 0, "recipe: fuser widths must be > 0");
   C2C_CHECK(fuser.dropout >= 0 && fuser.dropout < 1, "recipe: fuser.dropout must be in [0, 1)");
-  C2C_CHECK(fuser.initial_temperature > 0 && fuser.final_temperature > 0,
-            "recipe: gate temperatures must be > 0");
+  C2C_CHECK(fuser.initial_temperature > 0 && fuser.final_temperature > 0 &&
+                std::isfinite(fuser.initial_temperature) && std::isfinite(fuser.final_temperature),
+            "recipe: gate temperatures must be finite and > 0, got fuser.initial_temperature = ",
+            fuser.initial_temperature, ", fuser.final_temperature = ", fuser.final_temperature);
   one_of("fuser.anneal", fuser.anneal, {"geometric", "linear"});
   one_of("fuser.multi_sharer", fuser.multi_sharer, {"sequential", "parallel"});
   one_of("fuser.variant", fuser.variant, {"full", "projection_fusion", "projection"});
@@ -234,7 +239,36 @@ void Recipe::validate() const {
   C2C_CHECK(!data.train.empty(), "recipe: data.train (a folder written by `c2c prepare`) is required");
   C2C_CHECK(train.micro_batch_size > 0 && train.grad_accum > 0,
             "recipe: train.micro_batch_size and train.grad_accum must be > 0");
-  C2C_CHECK(train.lr > 0, "recipe: train.lr must be > 0");
+  // Ranges, named with the key, the value and what is accepted (a NaN fails every check below).
+  auto in_range = [](const std::string& key, double v, bool ok, const char* accepted) {
+    if (!(ok && std::isfinite(v))) fail("recipe: ", key, " = ", v, " is out of range: ", accepted);
+  };
+  auto at_least = [](const std::string& key, int64_t v, int64_t lo, const char* meaning) {
+    if (v < lo) fail("recipe: ", key, " = ", v, " is out of range: must be >= ", lo, meaning);
+  };
+  in_range("train.lr", train.lr, train.lr > 0, "a finite number > 0");
+  in_range("train.weight_decay", train.weight_decay, train.weight_decay >= 0, ">= 0");
+  in_range("train.max_grad_norm", train.max_grad_norm, train.max_grad_norm >= 0, ">= 0 (0: no clipping)");
+  in_range("train.adam_beta1", train.adam_beta1, train.adam_beta1 >= 0 && train.adam_beta1 < 1, "[0, 1)");
+  in_range("train.adam_beta2", train.adam_beta2, train.adam_beta2 >= 0 && train.adam_beta2 < 1, "[0, 1)");
+  in_range("train.adam_eps", train.adam_eps, train.adam_eps > 0, "> 0 (1e-8 is usual)");
+  in_range("train.dist_timeout_s", train.dist_timeout_s, train.dist_timeout_s > 0, "> 0 seconds");
+  at_least("train.log_every", train.log_every, 1, " (steps between progress lines)");
+  at_least("train.eval_every", train.eval_every, 0, " (0: no held-out loss)");
+  at_least("train.eval_batches", train.eval_batches, 1, " (batches of the held-out loss)");
+  at_least("train.threads", train.threads, 0, " (0: every core)");
+  at_least("train.max_bad_steps", train.max_bad_steps, 0, "");
+  at_least("data.shuffle_buffer", data.shuffle_buffer, 0, " (0 or 1: file order)");
+  at_least("data.pack_window", data.pack_window, 1, " (1: no packing)");
+  at_least("data.max_samples", data.max_samples, 0, " (0: every sample)");
+  at_least("checkpoint.every", checkpoint.every, 0, " (0: only at the end)");
+  at_least("fuser.anneal_steps", fuser.anneal_steps, 0, " (0: the run's length)");
+  C2C_CHECK(fuser.final_temperature <= fuser.initial_temperature, "recipe: fuser.final_temperature = ",
+            fuser.final_temperature, " is above fuser.initial_temperature = ", fuser.initial_temperature,
+            ": the gate temperature anneals downwards\nHINT: swap them (the method uses 1.0 -> 0.001)");
+  C2C_CHECK(train.eval_every == 0 || !data.eval.empty(), "recipe: train.eval_every = ", train.eval_every,
+            " but data.eval is empty: there is no held-out data to evaluate\nHINT: set data.eval to a "
+            "folder written by `c2c prepare`, or train.eval_every: 0");
   C2C_CHECK(train.warmup_ratio >= 0 && train.warmup_ratio < 1, "recipe: train.warmup_ratio must be in [0, 1)");
   one_of("train.schedule", train.schedule, {"linear", "cosine", "constant"});
   one_of("train.device", train.device, {"auto", "cpu", "cuda"});

@@ -61,6 +61,8 @@ struct CheckpointRecipe {
   int64_t every = 0;                   // 0: only at the end
   int64_t keep_last = 2;
   bool resume = true;                  // continue from the newest checkpoint in dir if any
+  bool overwrite = false;              // a fresh start on a folder holding an earlier run moves
+                                       // that run aside to <dir>.replaced-<date> (else: refused)
 };
 
 struct Recipe {

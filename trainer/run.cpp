@@ -17,6 +17,7 @@
 #include "modules/fuser_checkpoint.h"
 #include "trainer/checkpoint.h"
 #include "trainer/distributed.h"
+#include "trainer/run_dir.h"
 #include "trainer/trainer.h"
 
 namespace c2c {
@@ -98,11 +99,34 @@ std::string run_training(const Recipe& input_recipe, int64_t stop_after) {
   const bool main_rank = dist_env.rank == 0;
   std::ostream null_stream(nullptr);
   std::ostream& log = main_rank ? std::cerr : null_stream;
-  // Fail early, before any work, when the output folder cannot be written.
+  // Fail early, before any work, when the output folder cannot be written, is in use by another
+  // run, or holds an earlier run that this one would overwrite (trainer/run_dir.h).
+  std::unique_ptr<RunDirLock> run_lock;
   if (main_rank) {
-    std::filesystem::create_directories(recipe.checkpoint.dir);
-    write_file_atomic(join_path(recipe.checkpoint.dir, ".write_test"), "");
-    std::filesystem::remove(join_path(recipe.checkpoint.dir, ".write_test"));
+    const std::string& dir = recipe.checkpoint.dir;
+    std::filesystem::create_directories(dir);
+    write_file_atomic(join_path(dir, ".write_test"), "");
+    std::filesystem::remove(join_path(dir, ".write_test"));
+    run_lock = std::make_unique<RunDirLock>(dir);
+    if (!run_lock->takeover().empty())
+      log << "c2c train: took over the lock of " << run_lock->takeover() << " (no longer running)\n";
+    // Resuming continues the run in the folder. A resumable start with no checkpoint yet, and no
+    // final/, restarts a run that was stopped before its first save (its partial metrics are
+    // redone). Any other fresh start would overwrite an earlier run.
+    const bool resuming = recipe.checkpoint.resume && latest_checkpoint(dir).has_value();
+    const bool restart = recipe.checkpoint.resume && !std::filesystem::exists(join_path(dir, "final"));
+    const auto earlier = earlier_run_entries(dir);
+    if (!resuming && !restart && !earlier.empty()) {
+      std::string names;
+      for (const auto& e : earlier) names += (names.empty() ? "" : ", ") + e;
+      C2C_CHECK(recipe.checkpoint.overwrite, "checkpoint.dir '", dir, "' holds an earlier run (", names,
+                ") and this run would start afresh (", recipe.checkpoint.resume ? "it has final/ but no "
+                "checkpoint to resume" : "checkpoint.resume is false", ")\nHINT: set checkpoint.overwrite: "
+                "true to move the "
+                "earlier run aside to ", dir, ".replaced-<date>, or choose another checkpoint.dir");
+      log << "c2c train: moved the earlier run in " << dir << " aside to " << move_earlier_run_aside(dir)
+          << " (checkpoint.overwrite)\n";
+    }
   }
   const bool tty = main_rank && isatty(STDERR_FILENO);
   // Gate temperature after optimizer step s: the schedule the fusers follow.
@@ -118,6 +142,7 @@ std::string run_training(const Recipe& input_recipe, int64_t stop_after) {
   so.seed = static_cast<uint64_t>(recipe.train.seed);
   so.rank = dist_env.rank;
   so.world_size = dist_env.world_size;
+  so.max_samples = recipe.data.max_samples;
   PairedStream stream(recipe.data.train, so);
   {
     // The data must have been prepared for this pair: same number of sharers, same alignment.
@@ -141,7 +166,11 @@ std::string run_training(const Recipe& input_recipe, int64_t stop_after) {
   const int64_t warmup = static_cast<int64_t>(std::ceil(recipe.train.warmup_ratio * total));
 
   log << "c2c train: resolved recipe\n" << recipe.to_yaml();
-  log << "c2c train: " << stream.num_samples() << " samples, " << total << " optimizer steps of "
+  log << "c2c train: " << stream.num_samples() << " samples"
+      << (stream.num_samples() < stream.data_set_samples()
+              ? " (data.max_samples; the data set has " + std::to_string(stream.data_set_samples()) + ")"
+              : std::string())
+      << ", " << total << " optimizer steps of "
       << recipe.train.micro_batch_size << " x " << recipe.train.grad_accum << " sequences"
       << (dist_env.world_size > 1 ? " x " + std::to_string(dist_env.world_size) + " ranks" : "")
       << "\n";
@@ -149,6 +178,12 @@ std::string run_training(const Recipe& input_recipe, int64_t stop_after) {
   // One GPU per rank: cuda:LOCAL_RANK becomes the current device before anything is placed.
   const torch::Device bound = Distributed::bind_device(dist_env, recipe.train.device);
   FuserTrainer trainer(recipe);
+  {
+    StreamVocabularies vocab;
+    vocab.receiver = trainer.pipeline().receiver()->config().vocab_size;
+    for (const auto& s : trainer.pipeline().sharers()) vocab.sharers.push_back(s->config().vocab_size);
+    stream.check_vocabularies(vocab);
+  }
   Distributed dist(dist_env, trainer.device(),
                    std::chrono::milliseconds(std::llround(recipe.train.dist_timeout_s * 1000)));
   if (dist.backend() != "none")
@@ -188,6 +223,9 @@ std::string run_training(const Recipe& input_recipe, int64_t stop_after) {
       elapsed_before = state.value("elapsed_s", 0.0);
       tokens_before = state.value("tokens_seen", 0.0);
       const int64_t saved_world = state.value("world_size", int64_t(1));
+      // The gate temperature an uninterrupted run holds after `step` steps (the loop sets the
+      // one of each step it runs; a run resumed at its end runs none).
+      if (step > 0) trainer.set_mode(true, step - 1);
       log << "c2c train: resumed from " << *last << " at step " << step;
       if (saved_world != dist.world_size())
         log << " (saved by " << saved_world << " rank(s), continuing on " << dist.world_size() << ")";
@@ -342,10 +380,16 @@ std::string run_training(const Recipe& input_recipe, int64_t stop_after) {
   const std::string final_dir = join_path(run_dir, "final");
   if (main_rank) {
     if (step > start_step || !latest_checkpoint(run_dir)) save(step, elapsed_before + elapsed, tokens_seen);
-    // The exported fuser: our checkpoint format, fp32 master weights.
+    // The exported fuser: our checkpoint format, fp32 master weights. Written whole into a
+    // temporary folder and renamed: a kill leaves the previous final/ (or none, and the checkpoint
+    // just saved, from which a resumed run writes it again), never a half-written one.
     FuserCheckpoint out = trainer.fusers();
     out.source = {{"recipe", recipe.to_yaml()}, {"steps", step}};
-    save_fuser_checkpoint(final_dir, out);
+    const std::string tmp_final = join_path(run_dir, ".final.tmp");
+    std::filesystem::remove_all(tmp_final);
+    save_fuser_checkpoint(tmp_final, out);
+    std::filesystem::remove_all(final_dir);
+    std::filesystem::rename(tmp_final, final_dir);
     // Where training left a gate part-open, the exported (hard-gated) fuser differs from it.
     for (size_t i = 0; i < out.sharers.size(); ++i) {
       const auto& set = out.sharers[i];

@@ -8,6 +8,10 @@
 #include <map>
 #include <set>
 
+#include <H5Cpp.h>
+
+#include <filesystem>
+
 #include "data/stream.h"
 #include "modules/common/error.h"
 #include "modules/common/files.h"
@@ -236,6 +240,76 @@ TEST(Stream, MissingManifestIsAnError) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("manifest.json"), std::string::npos) << e.what();
   }
+}
+
+// data.max_samples: the stream reads only the data set's first N samples, every epoch.
+TEST(Stream, MaxSamplesKeepsTheFirstSamplesOnly) {
+  StreamOptions o = options();
+  o.max_samples = 9;
+  PairedStream s(data_dir(), o);
+  EXPECT_EQ(s.num_samples(), 9);
+  EXPECT_GT(s.data_set_samples(), 9);
+  for (int64_t epoch : {0, 1}) {
+    auto order = s.epoch_order(epoch);
+    ASSERT_EQ(order.size(), 9u);
+    std::sort(order.begin(), order.end());
+    for (int64_t i = 0; i < 9; ++i) EXPECT_EQ(order[i], i);
+  }
+  for (int k = 0; k < 6; ++k)
+    for (const auto& smp : s.next_batch().samples) EXPECT_LT(smp.index, 9);
+  o.max_samples = -1;
+  EXPECT_THROW(PairedStream(data_dir(), o), c2c::Error);
+}
+
+// HDF5 keeps no checksums: single values patched in a shard fail when the sample is read, naming
+// the shard, the sample and the field (not deep in the trainer).
+void patch_int32(const std::string& file, const std::string& dataset, hsize_t at, int32_t value) {
+  H5::H5File f(file, H5F_ACC_RDWR);
+  H5::DataSet ds = f.openDataSet(dataset);
+  H5::DataSpace space = ds.getSpace();
+  hsize_t count[1] = {1}, start[1] = {at};
+  space.selectHyperslab(H5S_SELECT_SET, count, start);
+  H5::DataSpace mem(1, count);
+  ds.write(&value, H5::PredType::NATIVE_INT32, mem, space);
+}
+
+std::string first_error(const std::string& dir, const StreamVocabularies& vocab) {
+  StreamOptions o = options();
+  o.shuffle_buffer = 0;  // file order: sample 0 comes first
+  PairedStream st(dir, o);
+  st.check_vocabularies(vocab);
+  return test::error_of([&] {
+    for (int k = 0; k < 40; ++k) st.next_batch();
+  });
+}
+
+TEST(Stream, DamagedShardValuesAreNamedWithShardSampleAndField) {
+  struct Case {
+    std::string dataset;
+    int32_t value;
+    std::string field;
+  };
+  const std::vector<Case> cases = {
+      {"receiver/ids", 50000, "receiver_ids[0] = 50000 is outside the vocabulary [0, 1000)"},
+      {"receiver/ids", -4, "receiver_ids[0] = -4"},
+      {"sharer_0/ids", 7777, "sharer 0 ids[0] = 7777"},
+      {"sharer_0/slot_of", -7, "sharer 0 slot_of[0] = -7"},
+      {"sharer_0/slot_of", 100000, "sharer 0 slot_of[0] = 100000"},
+      {"loss_end", 100000, "loss range"},
+      {"prompt_length", 0, "prompt_length = 0"},
+  };
+  for (const auto& c : cases) {
+    const std::string dir = test::temp_dir("damaged");
+    std::filesystem::copy(data_dir(), dir, std::filesystem::copy_options::recursive |
+                                               std::filesystem::copy_options::overwrite_existing);
+    const std::string shard = join_path(dir, read_paired_manifest(dir).shard_files[0]);
+    patch_int32(shard, c.dataset, 0, c.value);
+    const std::string what = first_error(dir, {1000, {1000}});
+    EXPECT_NE(what.find("paired shard " + shard + ", sample 0 (data set index 0)"), std::string::npos)
+        << c.dataset << ": " << what;
+    EXPECT_NE(what.find(c.field), std::string::npos) << c.dataset << ": " << what;
+  }
+  EXPECT_EQ(first_error(data_dir(), {1000, {1000}}), "");  // the undamaged set reads through
 }
 
 }  // namespace

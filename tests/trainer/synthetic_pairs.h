@@ -7,6 +7,7 @@
 #include <string>
 
 #include "data/paired_dataset.h"
+#include "tests/common/test_util.h"
 
 namespace c2c::test {
 
@@ -31,6 +32,19 @@ inline std::string write_synthetic_pairs(const std::string& dir, int n, uint64_t
   }
   w.finish();
   return dir;
+}
+
+// A recipe of the tiny fixture pair (receiver qwen3-tiny, sharer llama3-tiny-sharded) over
+// `data`, writing to `run_dir`: 2 x 2 sequences per step, one thread.
+inline std::string tiny_recipe_text(const std::string& data, const std::string& run_dir, int steps) {
+  return "receiver: " + source_path("tests/fixtures/models/qwen3-tiny") + "\n" +
+         "sharers: [" + source_path("tests/fixtures/models/llama3-tiny-sharded") + "]\n" +
+         "alignment: identity\n"
+         "fuser: {hidden_dim: 32, intermediate_dim: 32, num_layers: 3, dropout: 0.1}\n"
+         "data: {train: " + data + ", shuffle_buffer: 8, pack_window: 2}\n"
+         "train: {max_steps: " + std::to_string(steps) +
+         ", micro_batch_size: 2, grad_accum: 2, lr: 3.0e-3, warmup_ratio: 0.1, seed: 7, threads: 1}\n"
+         "checkpoint: {dir: " + run_dir + ", every: 0, keep_last: 2}\n";
 }
 
 }  // namespace c2c::test

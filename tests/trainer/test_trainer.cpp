@@ -30,16 +30,6 @@ using namespace c2c;
 
 namespace {
 
-std::string recipe_text(const std::string& data, const std::string& run_dir, int steps) {
-  return "receiver: " + test::source_path("tests/fixtures/models/qwen3-tiny") + "\n" +
-         "sharers: [" + test::source_path("tests/fixtures/models/llama3-tiny-sharded") + "]\n" +
-         "alignment: identity\n"
-         "fuser: {hidden_dim: 32, intermediate_dim: 32, num_layers: 3, dropout: 0.1}\n"
-         "data: {train: " + data + ", shuffle_buffer: 8, pack_window: 2}\n"
-         "train: {max_steps: " + std::to_string(steps) +
-         ", micro_batch_size: 2, grad_accum: 2, lr: 3.0e-3, warmup_ratio: 0.1, seed: 7, threads: 1}\n"
-         "checkpoint: {dir: " + run_dir + ", every: 0, keep_last: 2}\n";
-}
 
 std::vector<nlohmann::json> read_metrics(const std::string& run_dir) {
   std::vector<nlohmann::json> rows;
@@ -51,7 +41,7 @@ std::vector<nlohmann::json> read_metrics(const std::string& run_dir) {
 TEST(Trainer, LossFallsOverAShortRun) {
   const std::string data = test::write_synthetic_pairs(test::temp_dir("pairs"), 16, 1);
   const std::string run = test::temp_dir("run") + "/r";
-  Recipe r = Recipe::from_yaml_text(recipe_text(data, run, 40), "test",
+  Recipe r = Recipe::from_yaml_text(test::tiny_recipe_text(data, run, 40), "test",
                                     {"data.eval=" + data, "train.eval_every=20", "train.eval_batches=2"});
   const std::string final_dir = run_training(r);
   auto rows = read_metrics(run);
@@ -75,7 +65,7 @@ TEST(Trainer, LossFallsOverAShortRun) {
 
 TEST(Trainer, OnlyFuserParametersChange) {
   const std::string data = test::write_synthetic_pairs(test::temp_dir("pairs"), 8, 2);
-  Recipe r = Recipe::from_yaml_text(recipe_text(data, test::temp_dir("run2"), 3), "test");
+  Recipe r = Recipe::from_yaml_text(test::tiny_recipe_text(data, test::temp_dir("run2"), 3), "test");
   FuserTrainer trainer(r);
   std::map<std::string, torch::Tensor> frozen_before;
   for (const auto& kv : trainer.pipeline().receiver()->weights()) frozen_before["r." + kv.first] = kv.second.clone();
@@ -109,10 +99,10 @@ TEST(Trainer, ResumeIsBitExact) {
   const std::string data = test::write_synthetic_pairs(test::temp_dir("pairs"), 16, 3);
   // 2N steps in one run.
   const std::string run_a = test::temp_dir("runa") + "/a";
-  const std::string final_a = run_training(Recipe::from_yaml_text(recipe_text(data, run_a, 8), "a"));
+  const std::string final_a = run_training(Recipe::from_yaml_text(test::tiny_recipe_text(data, run_a, 8), "a"));
   // N steps, a stop right after the checkpoint of step N, then a resumed run to 2N.
   const std::string run_b = test::temp_dir("runb") + "/b";
-  Recipe rb = Recipe::from_yaml_text(recipe_text(data, run_b, 8), "b");
+  Recipe rb = Recipe::from_yaml_text(test::tiny_recipe_text(data, run_b, 8), "b");
   run_training(rb, /*stop_after=*/4);
   EXPECT_FALSE(file_exists(run_b + "/final/fuser.safetensors"));
   const std::string final_b = run_training(rb);
@@ -135,7 +125,7 @@ TEST(TrainerErrors, NonFiniteLossIsSkippedThenStops) {
   const std::string data = test::write_synthetic_pairs(test::temp_dir("pairs"), 8, 4);
   // A fuser whose projection output is NaN: every step's loss is NaN.
   const std::string run0 = test::temp_dir("nan0");
-  Recipe r0 = Recipe::from_yaml_text(recipe_text(data, run0, 1), "r0");
+  Recipe r0 = Recipe::from_yaml_text(test::tiny_recipe_text(data, run0, 1), "r0");
   FuserTrainer t0(r0);
   {
     torch::NoGradGuard no_grad;
@@ -146,7 +136,7 @@ TEST(TrainerErrors, NonFiniteLossIsSkippedThenStops) {
   }
   save_fuser_checkpoint(run0 + "/nan_fuser", t0.fusers());
   const std::string run = test::temp_dir("nan");
-  Recipe r = Recipe::from_yaml_text(recipe_text(data, run, 10), "r",
+  Recipe r = Recipe::from_yaml_text(test::tiny_recipe_text(data, run, 10), "r",
                                     {"fuser.init_from=" + run0 + "/nan_fuser", "train.max_bad_steps=2"});
   const std::string msg = error_of([&] { run_training(r); });
   EXPECT_NE(msg.find("3 steps with a non-finite loss"), std::string::npos) << msg;
@@ -161,7 +151,7 @@ TEST(TrainerErrors, UnwritableOutputFolderFailsBeforeTraining) {
   const std::string data = test::write_synthetic_pairs(test::temp_dir("pairs"), 8, 5);
   const std::string blocker = test::temp_dir("blk") + "/file";
   std::ofstream(blocker) << "x";
-  Recipe r = Recipe::from_yaml_text(recipe_text(data, blocker + "/run", 2), "r");
+  Recipe r = Recipe::from_yaml_text(test::tiny_recipe_text(data, blocker + "/run", 2), "r");
   const std::string msg = [&] {
     try {
       run_training(r);
@@ -176,7 +166,7 @@ TEST(TrainerErrors, UnwritableOutputFolderFailsBeforeTraining) {
 TEST(TrainerErrors, AlignmentOrSharerCountNotMatchingTheDataIsNamed) {
   const std::string data = test::write_synthetic_pairs(test::temp_dir("pairs"), 8, 6);
   // The synthetic data has one sharer; a recipe with two must be refused before training.
-  Recipe r = Recipe::from_yaml_text(recipe_text(data, test::temp_dir("run"), 2), "r");
+  Recipe r = Recipe::from_yaml_text(test::tiny_recipe_text(data, test::temp_dir("run"), 2), "r");
   r.sharers.push_back(r.sharers[0]);
   const std::string msg = error_of([&] { run_training(r); });
   EXPECT_NE(msg.find("prepared for 1 sharer(s) but the recipe names 2"), std::string::npos) << msg;
@@ -185,10 +175,10 @@ TEST(TrainerErrors, AlignmentOrSharerCountNotMatchingTheDataIsNamed) {
 TEST(TrainerErrors, ReceiverNotMatchingAnInitFuserIsNamed) {
   const std::string data = test::write_synthetic_pairs(test::temp_dir("pairs"), 8, 7);
   const std::string run0 = test::temp_dir("init0");
-  Recipe r0 = Recipe::from_yaml_text(recipe_text(data, run0, 1), "r0");
+  Recipe r0 = Recipe::from_yaml_text(test::tiny_recipe_text(data, run0, 1), "r0");
   save_fuser_checkpoint(run0 + "/f", FuserTrainer(r0).fusers());
   // The same fuser with another receiver architecture (qwen2-tiny: other KV head dim).
-  Recipe r = Recipe::from_yaml_text(recipe_text(data, test::temp_dir("run"), 1), "r",
+  Recipe r = Recipe::from_yaml_text(test::tiny_recipe_text(data, test::temp_dir("run"), 1), "r",
                                     {"fuser.init_from=" + run0 + "/f",
                                      "receiver=" + test::source_path("tests/fixtures/models/qwen2-tiny-bf16")});
   const std::string msg = error_of([&] { FuserTrainer t(r); });
@@ -203,7 +193,7 @@ TEST(TrainerKill, SigkillDuringCheckpointsLeavesALoadableOneAndResumeWorks) {
   const std::string data = test::write_synthetic_pairs(test::temp_dir("pairs"), 16, 8);
   const std::string run = test::temp_dir("kill") + "/run";
   // Wider fuser so each save takes long enough to be interrupted; a checkpoint every step.
-  const std::string text = recipe_text(data, run, 400);
+  const std::string text = test::tiny_recipe_text(data, run, 400);
   const std::string recipe_path = test::temp_dir("kr") + "/r.yaml";
   std::ofstream(recipe_path) << text;
   std::vector<std::string> args = {c2c, "train", recipe_path, "--set", "checkpoint.every=1",
