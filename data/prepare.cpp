@@ -338,8 +338,12 @@ PrepareReport prepare_paired_dataset(const PrepareOptions& opt, std::ostream& lo
   }
   make_dirs(opt.out_dir);
 
+  std::vector<std::string> sharer_prints;
+  for (const auto& dir : opt.sharer_tokenizers) sharer_prints.push_back(tokenizer_fingerprint(dir));
   nlohmann::json info = {{"receiver_tokenizer", opt.receiver_tokenizer},
                          {"sharer_tokenizers", opt.sharer_tokenizers},
+                         {"receiver_tokenizer_fingerprint", tokenizer_fingerprint(opt.receiver_tokenizer)},
+                         {"sharer_tokenizer_fingerprints", sharer_prints},
                          {"alignment", align_method_name(models.method)},
                          {"max_length", opt.max_length}};
   PairedDatasetWriter writer(opt.out_dir, static_cast<int>(models.sharers.size()), opt.shard_size, info);

@@ -1156,4 +1156,18 @@ const std::string& Tokenizer::bos_token() const { return impl_->bos_token; }
 const std::string& Tokenizer::eos_token() const { return impl_->eos_token; }
 const std::string& Tokenizer::dir() const { return impl_->dir; }
 
+std::string tokenizer_fingerprint(const std::string& dir) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a, 64 bit
+  auto feed = [&h](const std::string& bytes) {
+    for (unsigned char c : bytes) h = (h ^ c) * 1099511628211ull;
+    h = (h ^ 0xffu) * 1099511628211ull;  // separates the files
+  };
+  feed(read_file(join_path(dir, "tokenizer.json")));
+  const std::string config = join_path(dir, "tokenizer_config.json");
+  feed(file_exists(config) ? read_file(config) : std::string());
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "fnv1a64:%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
 }  // namespace c2c

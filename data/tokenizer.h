@@ -61,4 +61,9 @@ class Tokenizer {
   std::unique_ptr<Impl> impl_;
 };
 
+// What identifies a tokenizer folder's behaviour for prepared data: "fnv1a64:<16 hex digits>" over
+// tokenizer.json and, when present, tokenizer_config.json (it holds the chat template).
+// `c2c prepare` records it in manifest.json; `c2c train` compares it with the recipe's models.
+std::string tokenizer_fingerprint(const std::string& dir);
+
 }  // namespace c2c

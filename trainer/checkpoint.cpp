@@ -53,8 +53,41 @@ std::string save_training_checkpoint(const std::string& run_dir, int64_t step,
   fs::remove_all(final_dir);  // a checkpoint of the same step from an earlier attempt
   fs::rename(tmp, final_dir);
   auto all = complete_checkpoints(run_dir);
-  for (size_t i = 0; i + static_cast<size_t>(keep_last) < all.size(); ++i) fs::remove_all(all[i]);
+  for (size_t i = 0; i + static_cast<size_t>(keep_last) < all.size(); ++i) {
+    // Renamed out of the step_* names first: a kill during the removal leaves a hidden folder
+    // that clean_incomplete_checkpoints removes, never a half-deleted step_* that looks complete.
+    const fs::path doomed = root / ("." + all[i].filename().string() + ".deleting");
+    fs::remove_all(doomed);
+    fs::rename(all[i], doomed);
+    fs::remove_all(doomed);
+  }
   return final_dir.string();
+}
+
+std::vector<std::string> clean_incomplete_checkpoints(const std::string& run_dir) {
+  std::vector<std::string> removed;
+  const fs::path root = fs::path(run_dir) / "checkpoints";
+  if (!fs::is_directory(root)) return removed;
+  std::vector<fs::path> doomed;
+  for (const auto& e : fs::directory_iterator(root)) {
+    const std::string name = e.path().filename().string();
+    const bool hidden = name.rfind(".step_", 0) == 0;  // an interrupted save or pruning
+    const bool incomplete = name.rfind("step_", 0) == 0 && !fs::exists(e.path() / "state.json");
+    if (e.is_directory() && (hidden || incomplete)) doomed.push_back(e.path());
+  }
+  for (const auto& d : doomed) {
+    fs::remove_all(d);
+    removed.push_back(d.string());
+  }
+  std::sort(removed.begin(), removed.end());
+  return removed;
+}
+
+std::vector<std::string> checkpoints_newest_first(const std::string& run_dir) {
+  std::vector<std::string> out;
+  auto all = complete_checkpoints(run_dir);
+  for (auto it = all.rbegin(); it != all.rend(); ++it) out.push_back(it->string());
+  return out;
 }
 
 std::optional<std::string> latest_checkpoint(const std::string& run_dir) {

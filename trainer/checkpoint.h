@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "modules/fuser_checkpoint.h"
 #include "trainer/optimizer.h"
@@ -28,6 +29,11 @@ std::string save_training_checkpoint(const std::string& run_dir, int64_t step,
 
 // The newest complete checkpoint folder of a run, if any.
 std::optional<std::string> latest_checkpoint(const std::string& run_dir);
+// Every complete checkpoint folder of a run, newest first (resume falls back along it).
+std::vector<std::string> checkpoints_newest_first(const std::string& run_dir);
+// Removes what interrupted saves and prunings left (hidden .step_* folders, step_* folders
+// without state.json) and returns the folders removed.
+std::vector<std::string> clean_incomplete_checkpoints(const std::string& run_dir);
 
 // Restores fuser weights (copied into the existing modules, strictly), optimizer moments and
 // returns state.json. Throws naming the file on a version or shape mismatch.

@@ -13,6 +13,12 @@ namespace c2c::cli {
 int cmd_train(const std::vector<std::string>& argv) {
   Args args("train", argv, {"help", "print-recipe"});
   const std::string export_init = args.str("export-init", "");
+  if (args.positional().size() > 1 && !args.flag("help")) {
+    std::string extra;
+    for (size_t i = 1; i < args.positional().size(); ++i) extra += " '" + args.positional()[i] + "'";
+    fail("train: one recipe file expected, got the extra argument(s)", extra,
+         "\nHINT: overrides are --set key=value (with '='), e.g. --set train.lr=3e-4");
+  }
   if (args.flag("help") || args.positional().size() != 1) {
     std::cout << "usage: c2c train RECIPE.yaml [--set key=value ...] [--print-recipe]\n"
                  "  --set train.lr=3e-4   override any recipe key (dotted), repeatable\n"

@@ -4,6 +4,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <set>
@@ -186,6 +187,9 @@ Recipe Recipe::from_yaml_text(const std::string& text, const std::string& source
 }
 
 Recipe Recipe::load(const std::string& path, const std::vector<std::string>& overrides) {
+  C2C_CHECK(!std::filesystem::is_directory(path), "recipe '", path, "' is a folder, not a YAML file",
+            "\nHINT: give the recipe file (e.g. recipes/demo.yaml); a run folder holds the recipe it "
+            "used as ", path, "/recipe.yaml");
   return from_yaml_text(read_file(path), path, overrides);
 }
 

@@ -11,6 +11,7 @@
 #include <iostream>
 
 #include "data/stream.h"
+#include "data/tokenizer.h"
 #include "modules/common/error.h"
 #include "modules/common/files.h"
 #include "modules/common/torch_compat.h"
@@ -150,6 +151,21 @@ std::string run_training(const Recipe& input_recipe, int64_t stop_after) {
     C2C_CHECK(m.num_sharers == static_cast<int>(recipe.sharers.size()), "data '", recipe.data.train,
               "' was prepared for ", m.num_sharers, " sharer(s) but the recipe names ",
               recipe.sharers.size(), "\nHINT: re-run `c2c prepare` with one --sharer-tokenizer per sharer");
+    // ... and with the recipe's tokenizers (the fingerprints `c2c prepare` recorded).
+    auto same_tokenizer = [&](const nlohmann::json& recorded, const std::string& model, const std::string& role,
+                              const std::string& flag) {
+      if (!recorded.is_string()) return;  // data prepared before fingerprints were recorded
+      const std::string now = tokenizer_fingerprint(model);
+      C2C_CHECK(recorded.get<std::string>() == now, "data '", recipe.data.train, "' was prepared with another ",
+                role, " tokenizer than the recipe's ", role, " ", model, " (fingerprint ",
+                recorded.get<std::string>(), " in its manifest.json, ", now, " now)\nHINT: re-run `c2c prepare ",
+                flag, " ", model, "`, or point the recipe at the models the data was prepared for");
+    };
+    same_tokenizer(m.json.value("receiver_tokenizer_fingerprint", nlohmann::json()), recipe.receiver,
+                   "receiver", "--receiver-tokenizer");
+    const auto sharer_prints = m.json.value("sharer_tokenizer_fingerprints", nlohmann::json::array());
+    for (size_t j = 0; j < recipe.sharers.size() && j < sharer_prints.size(); ++j)
+      same_tokenizer(sharer_prints[j], recipe.sharers[j], "sharer " + std::to_string(j), "--sharer-tokenizer");
     const std::string prepared = m.json.value("alignment", "");
     C2C_CHECK(prepared.empty() || prepared == recipe.alignment, "data '", recipe.data.train,
               "' was prepared with alignment '", prepared, "' but the recipe says '",
@@ -214,9 +230,28 @@ std::string run_training(const Recipe& input_recipe, int64_t stop_after) {
 
   int64_t step = 0;
   double elapsed_before = 0, tokens_before = 0;
+  if (main_rank)
+    for (const auto& d : clean_incomplete_checkpoints(run_dir))
+      log << "c2c train: removed " << d << ", left by an interrupted save or pruning\n";
   if (recipe.checkpoint.resume) {
-    if (auto last = latest_checkpoint(run_dir)) {
-      auto state = load_training_checkpoint(*last, trainer.fusers(), optimizer);
+    // The newest checkpoint that loads; a damaged newer one is named and passed over.
+    std::optional<std::string> last;
+    nlohmann::json state;
+    std::string damaged;
+    for (const auto& dir : checkpoints_newest_first(run_dir)) {
+      try {
+        state = load_training_checkpoint(dir, trainer.fusers(), optimizer);
+        last = dir;
+        break;
+      } catch (const std::exception& e) {
+        log << "c2c train: checkpoint " << dir << " cannot be loaded, falling back to the one before it:\n  "
+            << e.what() << "\n";
+        if (damaged.empty()) damaged = dir + ": " + e.what();
+      }
+    }
+    C2C_CHECK(last || damaged.empty(), "no checkpoint of ", run_dir, " can be loaded; the newest: ",
+              damaged, "\nHINT: move the damaged checkpoints aside to start afresh");
+    if (last) {
       step = state.at("step").get<int64_t>();
       // The cursor is a global stream position: any world size resumes from it (data/stream.h).
       stream.restore(StreamCursor::from_json(state.at("data_cursor")));

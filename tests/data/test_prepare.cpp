@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "data/prepare.h"
+#include "data/tokenizer.h"
 #include "modules/common/error.h"
 #include "modules/common/files.h"
 #include "tests/common/test_util.h"
@@ -98,6 +99,12 @@ TEST(Prepare, JsonLinesCountsReasonsAndLoss) {
   EXPECT_EQ(m.json["counts"]["skipped_malformed"], 4);
   EXPECT_EQ(m.json["alignment"], "identity");
   EXPECT_EQ(m.json["max_length"], 256);
+  // The tokenizers' fingerprints, which `c2c train` compares with the recipe's models.
+  const std::string print = tokenizer_fingerprint(tokenizer_dir("tiny-bytelevel"));
+  EXPECT_EQ(print.rfind("fnv1a64:", 0), 0u) << print;
+  EXPECT_EQ(m.json["receiver_tokenizer_fingerprint"], print);
+  EXPECT_EQ(m.json["sharer_tokenizer_fingerprints"], nlohmann::json::array({print}));
+  EXPECT_NE(tokenizer_fingerprint(tokenizer_dir("tiny-llama3")), print);
   EXPECT_EQ(m.json["input_format"], "jsonl");
   EXPECT_EQ(m.json["malformed_reasons"].size(), 4u);
 

@@ -1,7 +1,8 @@
-// Runs that cannot destroy each other's work (trainer/run_dir.h) and recipe values checked at load
-// time: the run-folder lock (in one process and between two `c2c train` processes), a fresh start
-// on a folder holding an earlier run (refused; moved aside intact with checkpoint.overwrite), and
-// every out-of-range value refused naming its key.
+// Runs that cannot destroy each other's work (trainer/run_dir.h, trainer/checkpoint.h) and recipe
+// values checked at load time: the run-folder lock (in one process and between two `c2c train`
+// processes), a fresh start on a folder holding an earlier run (refused; moved aside intact with
+// checkpoint.overwrite), every out-of-range value refused naming its key, data.max_samples, a kill
+// before final/, a damaged newest checkpoint, half-deleted step folders, CLI mistakes.
 #include <gtest/gtest.h>
 
 #include <fcntl.h>
@@ -17,10 +18,12 @@
 #include <sstream>
 #include <thread>
 
+#include "data/tokenizer.h"
 #include "modules/common/error.h"
 #include "modules/common/files.h"
 #include "tests/common/test_util.h"
 #include "tests/trainer/synthetic_pairs.h"
+#include "trainer/cli.h"
 #include "trainer/recipe.h"
 #include "trainer/run_dir.h"
 #include "trainer/trainer.h"
@@ -201,4 +204,70 @@ TEST(RunDir, AKillBeforeFinalResumesToTheUninterruptedFinal) {
   std::sort(left.begin(), left.end());
   EXPECT_EQ(left, (std::vector<std::string>{"fuser.json", "fuser.safetensors"}));
   EXPECT_FALSE(fs::exists(run + "/.final.tmp"));
+}
+
+// A damaged newest checkpoint: the run names it and resumes from the one before.
+TEST(RunDir, ACorruptNewestCheckpointFallsBackToTheOneBefore) {
+  const std::string data = test::write_synthetic_pairs(test::temp_dir("pairs"), 16, 7);
+  const std::string run = test::temp_dir("corrupt") + "/run";
+  const std::vector<std::string> sets = {"checkpoint.every=4"};
+  run_training(Recipe::from_yaml_text(test::tiny_recipe_text(data, run, 9), "t", sets), /*stop_after=*/8);
+  const std::string newest = run + "/checkpoints/step_00000008";
+  ASSERT_TRUE(fs::exists(newest + "/optimizer.safetensors"));
+  write_file_atomic(newest + "/optimizer.safetensors", "garbage, not safetensors");
+  testing::internal::CaptureStderr();
+  run_training(Recipe::from_yaml_text(test::tiny_recipe_text(data, run, 9), "t", sets));
+  const std::string log = testing::internal::GetCapturedStderr();
+  EXPECT_NE(log.find(newest + " cannot be loaded, falling back"), std::string::npos) << log;
+  EXPECT_NE(log.find("resumed from " + run + "/checkpoints/step_00000004 at step 4"), std::string::npos) << log;
+  EXPECT_TRUE(fs::exists(run + "/final/fuser.safetensors"));
+}
+
+// What an interrupted save or pruning leaves is removed when the next run starts.
+TEST(RunDir, HalfDeletedStepFoldersAreCleanedOnStart) {
+  const std::string data = test::write_synthetic_pairs(test::temp_dir("pairs"), 16, 8);
+  const std::string run = test::temp_dir("clean") + "/run";
+  fs::create_directories(run + "/checkpoints/step_00000002/fuser");  // state.json already deleted
+  fs::create_directories(run + "/checkpoints/.step_00000001.deleting");
+  fs::create_directories(run + "/checkpoints/.step_00000003.tmp");
+  run_training(Recipe::from_yaml_text(test::tiny_recipe_text(data, run, 3), "t"));
+  EXPECT_FALSE(fs::exists(run + "/checkpoints/step_00000002"));
+  EXPECT_FALSE(fs::exists(run + "/checkpoints/.step_00000001.deleting"));
+  EXPECT_FALSE(fs::exists(run + "/checkpoints/.step_00000003.tmp"));
+  EXPECT_TRUE(fs::exists(run + "/checkpoints/step_00000003/state.json"));
+}
+
+TEST(RunDir, TheCommandLineNamesAStrayArgumentAndAFolderGivenAsRecipe) {
+  const std::string dir = test::temp_dir("cli");
+  const std::string recipe = dir + "/r.yaml";
+  write_file_atomic(recipe, test::tiny_recipe_text("some/data", dir + "/run", 3));
+  std::string what = test::error_of([&] { cli::cmd_train({recipe, "--set", "train.lr", "3e-4"}); });
+  EXPECT_NE(what.find("extra argument(s) '3e-4'"), std::string::npos) << what;
+  EXPECT_NE(what.find("--set key=value"), std::string::npos) << what;
+  what = test::error_of([&] { Recipe::load(dir); });
+  EXPECT_NE(what.find("'" + dir + "' is a folder, not a YAML file"), std::string::npos) << what;
+}
+
+// Data prepared with other tokenizers than the recipe's models is refused, naming both.
+TEST(RunDir, DataPreparedWithOtherTokenizersIsRefused) {
+  const std::string data = test::write_synthetic_pairs(test::temp_dir("pairs"), 16, 9);
+  const std::string run = test::temp_dir("tok") + "/run";
+  const Recipe recipe = Recipe::from_yaml_text(test::tiny_recipe_text(data, run, 1), "t");
+  const nlohmann::json manifest = read_json(data + "/manifest.json");
+  auto with_prints = [&](const std::string& receiver, const std::string& sharer) {
+    nlohmann::json m = manifest;
+    m["receiver_tokenizer_fingerprint"] = tokenizer_fingerprint(receiver);
+    m["sharer_tokenizer_fingerprints"] = {tokenizer_fingerprint(sharer)};
+    write_file_atomic(data + "/manifest.json", m.dump(2));
+  };
+  with_prints(recipe.sharers[0], recipe.receiver);  // both swapped
+  std::string what = test::error_of([&] { run_training(recipe); });
+  EXPECT_NE(what.find("prepared with another receiver tokenizer"), std::string::npos) << what;
+  EXPECT_NE(what.find(recipe.receiver), std::string::npos) << what;
+  EXPECT_NE(what.find(tokenizer_fingerprint(recipe.sharers[0])), std::string::npos) << what;
+  with_prints(recipe.receiver, recipe.receiver);  // the sharer's prepared as the receiver's
+  what = test::error_of([&] { run_training(recipe); });
+  EXPECT_NE(what.find("prepared with another sharer 0 tokenizer"), std::string::npos) << what;
+  with_prints(recipe.receiver, recipe.sharers[0]);  // the right ones train
+  EXPECT_NO_THROW(run_training(recipe));
 }
