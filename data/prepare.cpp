@@ -26,11 +26,15 @@ struct Record {
   std::string text;
   std::string location;  // "line 7" or "element 3 (line 12)"
   int64_t source_index = 0;  // line number (JSONL) or array index
+  int64_t bytes = 0;         // its size in the file
+  bool oversize = false;     // over the byte limit: `text` holds only its start, never parsed
 };
 
 class RecordSource {
  public:
-  explicit RecordSource(const std::string& path) : path_(path), in_(path, std::ios::binary) {
+  // Records longer than `max_bytes` are returned as oversize without being held in memory.
+  RecordSource(const std::string& path, int64_t max_bytes)
+      : path_(path), in_(path, std::ios::binary), max_bytes_(static_cast<size_t>(max_bytes)) {
     C2C_CHECK(in_.good(), "cannot open input ", path, "\nHINT: give a .jsonl or .json file with --input");
     int c;
     while ((c = peek()) != EOF && std::isspace(c)) get();
@@ -66,8 +70,10 @@ class RecordSource {
     r.text.clear();
     const int64_t line = line_;
     int c;
-    while ((c = get()) != EOF && c != '\n') r.text.push_back(static_cast<char>(c));
-    if (!r.text.empty() && r.text.back() == '\r') r.text.pop_back();
+    r.bytes = 0;
+    while ((c = get()) != EOF && c != '\n') keep(r, c);
+    r.oversize = r.bytes > static_cast<int64_t>(max_bytes_);
+    if (!r.oversize && !r.text.empty() && r.text.back() == '\r') r.text.pop_back();
     r.location = "line " + std::to_string(line);
     r.source_index = line;
     return true;
@@ -85,6 +91,7 @@ class RecordSource {
       return false;
     }
     r.text.clear();
+    r.bytes = 0;
     r.source_index = index_;
     r.location = "element " + std::to_string(index_) + " (line " + std::to_string(line_) + ")";
     ++index_;
@@ -93,7 +100,7 @@ class RecordSource {
     while ((c = peek()) != EOF) {
       if (!in_string && depth == 0 && (c == ',' || c == ']') && !r.text.empty()) break;
       get();
-      r.text.push_back(static_cast<char>(c));
+      keep(r, c);
       if (in_string) {
         if (escape) escape = false;
         else if (c == '\\') escape = true;
@@ -108,11 +115,18 @@ class RecordSource {
     }
     C2C_CHECK(c != EOF, "input ", path_, ": the JSON array ends inside ", r.location,
               "\nHINT: the file is truncated");
+    r.oversize = r.bytes > static_cast<int64_t>(max_bytes_);
     return true;
+  }
+
+  // Appends a record's byte while it is within the limit; counts it either way.
+  void keep(Record& r, int c) {
+    if (static_cast<size_t>(r.bytes++) < max_bytes_ + 1) r.text.push_back(static_cast<char>(c));
   }
 
   std::string path_;
   std::ifstream in_;
+  size_t max_bytes_;
   char buf_[1 << 16];
   size_t pos_ = 0, len_ = 0;
   int64_t line_ = 1, index_ = 0;
@@ -310,6 +324,10 @@ std::string PrepareReport::summary() const {
     if (static_cast<int64_t>(malformed_reasons.size()) < skipped_malformed)
       out += str("\n  ... and ", skipped_malformed - static_cast<int64_t>(malformed_reasons.size()), " more");
   }
+  if (!oversize_records.empty()) {
+    out += "\nrecords over the byte limit, skipped without reading them:";
+    for (const auto& r : oversize_records) out += "\n  " + r;
+  }
   return out;
 }
 
@@ -347,7 +365,10 @@ PrepareReport prepare_paired_dataset(const PrepareOptions& opt, std::ostream& lo
                          {"alignment", align_method_name(models.method)},
                          {"max_length", opt.max_length}};
   PairedDatasetWriter writer(opt.out_dir, static_cast<int>(models.sharers.size()), opt.shard_size, info);
-  RecordSource source(opt.input);
+  // A record longer than this cannot fit max_length tokens: skipped unread (bounded memory).
+  const int64_t max_bytes = opt.max_record_bytes > 0 ? opt.max_record_bytes
+                                                     : std::max<int64_t>(int64_t(1) << 20, 64 * opt.max_length);
+  RecordSource source(opt.input, max_bytes);
   PrepareReport report;
 
   using Clock = std::chrono::steady_clock;
@@ -368,7 +389,15 @@ PrepareReport prepare_paired_dataset(const PrepareOptions& opt, std::ostream& lo
     results.assign(records.size(), Result());
     std::atomic<size_t> next{0};
     const auto work = [&] {
-      for (size_t i; (i = next++) < records.size();) results[i] = process(records[i], models);
+      for (size_t i; (i = next++) < records.size();) {
+        if (!records[i].oversize) {
+          results[i] = process(records[i], models);
+          continue;
+        }
+        results[i].outcome = Outcome::too_long;
+        results[i].reason = records[i].location + ": " + std::to_string(records[i].bytes) +
+                            " bytes, over the limit of " + std::to_string(max_bytes) + " (not read)";
+      }
     };
     if (opt.threads <= 1 || records.size() < 2) {
       work();
@@ -383,6 +412,8 @@ PrepareReport prepare_paired_dataset(const PrepareOptions& opt, std::ostream& lo
         ++report.written;
       } else if (r.outcome == Outcome::too_long) {
         ++report.skipped_too_long;
+        if (!r.reason.empty() && report.oversize_records.size() < PrepareReport::kMaxReasons)
+          report.oversize_records.push_back(r.reason);
       } else {
         ++report.skipped_malformed;
         if (report.malformed_reasons.size() < PrepareReport::kMaxReasons)

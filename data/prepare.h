@@ -27,12 +27,15 @@ struct PrepareOptions {
   std::string out_dir;                         // created when missing
   int threads = 1;
   double progress_seconds = 5;                 // a progress line on `log` this often; <= 0 none
+  int64_t max_record_bytes = 0;                // longer records are skipped unread; 0: the
+                                               // larger of 1 MiB and 64 bytes per max_length token
 };
 
 struct PrepareReport {
   int64_t records = 0;  // records read (lines / array elements)
   int64_t written = 0, skipped_too_long = 0, skipped_malformed = 0;
   std::vector<std::string> malformed_reasons;  // the first kMaxReasons, "line 7: ..."
+  std::vector<std::string> oversize_records;   // records over the byte limit (counted too long)
   static constexpr size_t kMaxReasons = 20;
   std::string summary() const;
 };

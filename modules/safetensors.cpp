@@ -1,5 +1,7 @@
 #include "modules/safetensors.h"
 
+#include <algorithm>
+
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -115,6 +117,20 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
     C2C_CHECK(e.end - e.begin == numel * info->bytes, where, ": ", e.end - e.begin,
               " bytes of data do not match shape and dtype (", numel * info->bytes, " bytes)");
     f->entries_[it.key()] = std::move(e);
+  }
+  // Tensors own disjoint byte ranges (the format writes them back to back): overlapping ranges
+  // mean a damaged or hand-made header whose tensors would silently share their values.
+  std::vector<std::pair<const std::string*, const SafetensorsEntry*>> by_offset;
+  for (const auto& [name, e] : f->entries_)
+    if (e.end > e.begin) by_offset.emplace_back(&name, &e);
+  std::sort(by_offset.begin(), by_offset.end(),
+            [](const auto& a, const auto& b) { return a.second->begin < b.second->begin; });
+  for (size_t i = 1; i < by_offset.size(); ++i) {
+    const auto& [prev_name, prev] = by_offset[i - 1];
+    const auto& [name, e] = by_offset[i];
+    C2C_CHECK(e->begin >= prev->end, "'", path, "': tensors '", *prev_name, "' [", prev->begin, ", ",
+              prev->end, ") and '", *name, "' [", e->begin, ", ", e->end, ") overlap in the data "
+              "section\nHINT: the header is damaged; write the file again (safetensors' save_file)");
   }
   return f;
 }

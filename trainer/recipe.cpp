@@ -215,6 +215,31 @@ std::string Recipe::to_yaml() const {
   return std::string(out.c_str()) + "\n";
 }
 
+std::vector<std::string> Recipe::changes_from(const Recipe& earlier) const {
+  // Flattened "section.key" -> value text of both resolved recipes.
+  auto flat = [](const Recipe& r) {
+    std::map<std::string, std::string> out;
+    const YAML::Node root = YAML::Load(r.to_yaml());
+    for (const auto& kv : root) {
+      const std::string key = kv.first.as<std::string>();
+      if (kv.second.IsMap()) {
+        for (const auto& sub : kv.second) out[key + "." + sub.first.as<std::string>()] = YAML::Dump(sub.second);
+      } else {
+        out[key] = YAML::Dump(kv.second);
+      }
+    }
+    return out;
+  };
+  const auto now = flat(*this), before = flat(earlier);
+  std::vector<std::string> changed;
+  for (const auto& [key, value] : now) {
+    auto it = before.find(key);
+    const std::string old = it == before.end() ? "(absent)" : it->second;
+    if (old != value) changed.push_back(key + ": " + old + " -> " + value);
+  }
+  return changed;
+}
+
 void Recipe::validate() const {
   auto one_of = [](const std::string& key, const std::string& v, std::initializer_list<const char*> ok) {
     std::string list;

@@ -81,6 +81,8 @@ struct Recipe {
                                const std::vector<std::string>& overrides = {});
   std::string to_yaml() const;
   void validate() const;
+  // "key: old -> new" for every key whose resolved value differs from `earlier`'s.
+  std::vector<std::string> changes_from(const Recipe& earlier) const;
 };
 
 }  // namespace c2c

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <iomanip>
 #include <iostream>
+#include <set>
 
 #include "data/stream.h"
 #include "data/tokenizer.h"
@@ -265,6 +266,17 @@ std::string run_training(const Recipe& input_recipe, int64_t stop_after) {
       if (saved_world != dist.world_size())
         log << " (saved by " << saved_world << " rank(s), continuing on " << dist.world_size() << ")";
       log << "\n";
+      // What changed since the checkpoint was written: the schedule, data and fuser keys shape
+      // the rest of the run, so each change is named (the run goes on with the new values).
+      if (state.contains("recipe") && state["recipe"].is_string()) {
+        const Recipe saved = Recipe::from_yaml_text(state["recipe"].get<std::string>(), *last + "/state.json");
+        static const std::set<std::string> harmless = {"checkpoint.resume", "checkpoint.overwrite",
+                                                       "train.threads", "train.log_every",
+                                                       "train.dist_timeout_s"};
+        for (const auto& change : recipe.changes_from(saved))
+          if (!harmless.count(change.substr(0, change.find(':'))))
+            log << "c2c train: warning: resumed with a changed " << change << "\n";
+      }
     }
   }
   // Metrics of steps after the resume point are rewritten by this run.

@@ -1,8 +1,10 @@
 // `c2c prepare` on small fixtures (tests/fixtures/data/README.md lists what each record tests):
 // counts and the line numbers of skipped records, JSON Lines and JSON array input, and the exact
 // receiver positions of the loss (decoded back to the final assistant content + end-of-turn).
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <fstream>
 #include <sstream>
 
 #include "data/prepare.h"
@@ -237,6 +239,35 @@ TEST(Prepare, RealQwen3AndLlama3) {
   check_sample(*llama, l, msgs, msgs.back().content + "<|eot_id|>");
   EXPECT_EQ(llama->decode({l.receiver_ids.back()}), "<|eot_id|>");
   EXPECT_EQ(qwen->decode({q.receiver_ids.back()}), "<|im_end|>");
+}
+
+
+// A 256 MB line is skipped and reported without being read whole: the peak resident memory
+// grows by far less than the line (reading it into a string alone would add 256 MB).
+TEST(Prepare, AnOversizeLineIsSkippedWithBoundedMemory) {
+  const std::string dir = test::temp_dir("prepare_long");
+  const std::string input = dir + "/in.jsonl";
+  const std::string good = R"({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]})";
+  {
+    std::ofstream out(input, std::ios::binary);
+    out << good << "\n{\"messages\": [{\"role\": \"user\", \"content\": \"";
+    const std::string block(1 << 20, 'x');
+    for (int i = 0; i < 256; ++i) out << block;
+    out << "\"}]}\n" << good << "\n";
+  }
+  struct rusage before {};
+  getrusage(RUSAGE_SELF, &before);
+  std::ostringstream log;
+  const PrepareReport r = prepare_paired_dataset(tiny_options(input, dir + "/out"), log);
+  struct rusage after {};
+  getrusage(RUSAGE_SELF, &after);
+  EXPECT_EQ(r.records, 3);
+  EXPECT_EQ(r.written, 2);
+  EXPECT_EQ(r.skipped_too_long, 1);
+  ASSERT_EQ(r.oversize_records.size(), 1u);
+  EXPECT_EQ(r.oversize_records[0].rfind("line 2: 268435", 0), 0u) << r.oversize_records[0];
+  EXPECT_NE(r.summary().find("over the byte limit"), std::string::npos) << r.summary();
+  EXPECT_LT(after.ru_maxrss - before.ru_maxrss, 64 * 1024) << "KiB of peak RSS added";
 }
 
 }  // namespace

@@ -125,6 +125,26 @@ TEST(ModelErrors, HeaderOffsetsPastTheFile) {
   expect_load_error(dir, {"model.safetensors", "model.norm.weight", "run past"});
 }
 
+// Every tensor at offset 0: each would read the same bytes. Refused, naming two of them.
+TEST(ModelErrors, OverlappingDataOffsets) {
+  const std::string dir = copy_fixture("overlap");
+  std::string header = R"({"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},)"
+                       R"("b":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},)"
+                       R"("c":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}})";
+  std::string bytes(8, '\0');
+  bytes[0] = static_cast<char>(header.size());
+  write_bytes(dir + "/model.safetensors", bytes + header + std::string(16, '\0'));
+  const std::string what = test::error_of([&] { SafetensorsFile::open(dir + "/model.safetensors"); });
+  EXPECT_NE(what.find("overlap in the data section"), std::string::npos) << what;
+  EXPECT_NE(what.find("model.safetensors"), std::string::npos) << what;
+  // Back-to-back ranges are fine.
+  header = R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}})";
+  bytes.assign(8, '\0');
+  bytes[0] = static_cast<char>(header.size());
+  write_bytes(dir + "/ok.safetensors", bytes + header + std::string(16, '\0'));
+  EXPECT_EQ(test::error_of([&] { SafetensorsFile::open(dir + "/ok.safetensors"); }), "");
+}
+
 TEST(ModelErrors, HeaderLengthPastTheFile) {
   const std::string dir = copy_fixture("hlen");
   std::string bytes(8, '\0');

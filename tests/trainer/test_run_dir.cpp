@@ -271,3 +271,18 @@ TEST(RunDir, DataPreparedWithOtherTokenizersIsRefused) {
   with_prints(recipe.receiver, recipe.sharers[0]);  // the right ones train
   EXPECT_NO_THROW(run_training(recipe));
 }
+
+// Resuming with changed schedule keys goes on, naming each change with its old and new value.
+TEST(RunDir, AResumeWithAChangedScheduleNamesEachChange) {
+  const std::string data = test::write_synthetic_pairs(test::temp_dir("pairs"), 16, 10);
+  const std::string run = test::temp_dir("sched") + "/run";
+  run_training(Recipe::from_yaml_text(test::tiny_recipe_text(data, run, 4), "t"), /*stop_after=*/2);
+  testing::internal::CaptureStderr();
+  run_training(Recipe::from_yaml_text(test::tiny_recipe_text(data, run, 6), "t",
+                                      {"train.lr=1.0e-3", "train.threads=2"}));
+  const std::string log = testing::internal::GetCapturedStderr();
+  EXPECT_NE(log.find("resumed with a changed train.max_steps: 4 -> 6"), std::string::npos) << log;
+  EXPECT_NE(log.find("resumed with a changed train.lr: "), std::string::npos) << log;
+  EXPECT_EQ(log.find("changed train.threads"), std::string::npos) << log;  // harmless: not named
+  EXPECT_EQ(log.find("changed train.warmup_ratio"), std::string::npos) << log;  // unchanged
+}
