@@ -37,7 +37,7 @@ std::vector<fs::path> complete_checkpoints(const std::string& run_dir) {
 
 std::string save_training_checkpoint(const std::string& run_dir, int64_t step,
                                      const FuserCheckpoint& fusers, const AdamW& optimizer,
-                                     nlohmann::json state, int64_t keep_last) {
+                                     nlohmann::json state, int64_t keep_last, int64_t window) {
   const fs::path root = fs::path(run_dir) / "checkpoints";
   fs::create_directories(root);
   const fs::path final_dir = root / step_name(step);
@@ -52,8 +52,16 @@ std::string save_training_checkpoint(const std::string& run_dir, int64_t step,
   write_file_atomic((tmp / "state.json").string(), state.dump(2) + "\n");
   fs::remove_all(final_dir);  // a checkpoint of the same step from an earlier attempt
   fs::rename(tmp, final_dir);
-  auto all = complete_checkpoints(run_dir);
+  auto all = complete_checkpoints(run_dir);  // oldest first
+  // Kept: the keep_last newest, every one of the last `window` steps, and the newest one older
+  // than that window (the last that no recent step can have poisoned).
+  auto step_of = [](const fs::path& p) { return std::stoll(p.filename().string().substr(5)); };
+  int64_t anchor = -1;
+  for (const auto& p : all)
+    if (window > 0 && step_of(p) <= step - window) anchor = step_of(p);
   for (size_t i = 0; i + static_cast<size_t>(keep_last) < all.size(); ++i) {
+    const int64_t at = step_of(all[i]);
+    if (window > 0 && (at > step - window || at == anchor)) continue;
     // Renamed out of the step_* names first: a kill during the removal leaves a hidden folder
     // that clean_incomplete_checkpoints removes, never a half-deleted step_* that looks complete.
     const fs::path doomed = root / ("." + all[i].filename().string() + ".deleting");

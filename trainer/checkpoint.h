@@ -21,11 +21,12 @@ namespace c2c {
 
 constexpr int kTrainStateVersion = 1;
 
-// Writes checkpoints/step_<step> atomically and prunes older ones beyond keep_last.
-// Returns the folder written.
+// Writes checkpoints/step_<step> atomically and prunes older ones beyond keep_last, except, with
+// window > 0, those of the last `window` steps and the newest one before them (divergence:
+// run.cpp names it). Returns the folder written.
 std::string save_training_checkpoint(const std::string& run_dir, int64_t step,
                                      const FuserCheckpoint& fusers, const AdamW& optimizer,
-                                     nlohmann::json state, int64_t keep_last);
+                                     nlohmann::json state, int64_t keep_last, int64_t window = 0);
 
 // The newest complete checkpoint folder of a run, if any.
 std::optional<std::string> latest_checkpoint(const std::string& run_dir);

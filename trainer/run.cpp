@@ -297,6 +297,31 @@ std::string run_training(const Recipe& input_recipe, int64_t stop_after) {
   std::ofstream metrics;
   if (main_rank) metrics.open(metrics_path, std::ios::app);
 
+  // Divergence: never a checkpoint of poisoned weights. A step is bad when its loss or gradient
+  // norm is not finite (its update is skipped). No checkpoint is written while one of the last
+  // kCleanSteps steps was bad, nor from weights that are not finite. The updates just before a
+  // bad step may be the ones that blew up, so the checkpoint to go back to is the newest one at
+  // least kCleanSteps steps older than the first bad step of the streak; pruning keeps it
+  // (save_training_checkpoint's window) and the stop message names it.
+  constexpr int64_t kCleanSteps = 10;
+  int64_t streak_start = 0, last_bad_step = 0;  // step numbers (1-based), 0: none yet
+  std::vector<std::pair<int64_t, std::string>> saved;  // checkpoints of this run (and resumed one)
+  for (const auto& c : checkpoints_newest_first(run_dir))  // the run's earlier ones, oldest first
+    saved.insert(saved.begin(), {std::stoll(std::filesystem::path(c).filename().string().substr(5)), c});
+  auto weights_finite = [&] {
+    for (const auto& p : params)
+      if (!torch::isfinite(p.second.detach()).all().item<bool>()) return false;
+    return true;
+  };
+  auto safe_checkpoint = [&]() -> std::string {
+    std::string best;
+    for (const auto& [at, path] : saved)
+      if (at <= streak_start - kCleanSteps && std::filesystem::exists(path)) best = path;
+    return best.empty() ? "no checkpoint of this run is " + std::to_string(kCleanSteps) +
+                              " or more steps older than it (start afresh with a lower train.lr)"
+                        : "the newest checkpoint at least " + std::to_string(kCleanSteps) +
+                              " steps older than it is " + best;
+  };
   auto save = [&](int64_t at_step, double elapsed, double tokens_seen) {
     nlohmann::json state;
     state["data_cursor"] = stream.cursor().to_json();
@@ -305,7 +330,7 @@ std::string run_training(const Recipe& input_recipe, int64_t stop_after) {
     state["world_size"] = dist.world_size();
     state["recipe"] = recipe.to_yaml();
     return save_training_checkpoint(run_dir, at_step, trainer.fusers(), optimizer, state,
-                                    recipe.checkpoint.keep_last);
+                                    recipe.checkpoint.keep_last, kCleanSteps);
   };
 
   // Gradients are summed over ranks while backward runs (hooks, distributed.h);
@@ -356,13 +381,16 @@ std::string run_training(const Recipe& input_recipe, int64_t stop_after) {
       // and stop once it keeps happening.
       optimizer.zero_grad();
       ++bad_steps;
+      if (last_bad_step == 0 || step + 1 - last_bad_step >= kCleanSteps) streak_start = step + 1;
+      last_bad_step = step + 1;
       log << (tty ? "\n" : "") << "c2c train: step " << step + 1 << ": non-finite loss ("
                 << loss_sum << ") or gradient norm (" << grad_norm << "); update skipped ("
                 << bad_steps << " of at most " << recipe.train.max_bad_steps << ")\n";
       C2C_CHECK(bad_steps <= recipe.train.max_bad_steps, "training stopped: ", bad_steps,
                 " steps with a non-finite loss (train.max_bad_steps = ", recipe.train.max_bad_steps,
-                ")\nHINT: lower train.lr, check the data, or start from another fuser; the last "
-                "checkpoint in ", run_dir, "/checkpoints is intact");
+                "); the streak began at step ", streak_start, " and ", safe_checkpoint(),
+                "\nHINT: lower train.lr, check the data, or start from another fuser; no checkpoint "
+                "was written within ", kCleanSteps, " steps after a bad one or from non-finite weights");
     }
     ++step;
     tokens_seen += seen;
@@ -411,10 +439,20 @@ std::string run_training(const Recipe& input_recipe, int64_t stop_after) {
       else
         log << line.str() << "\n";
     }
-    if ((recipe.checkpoint.every > 0 && step % recipe.checkpoint.every == 0 && step < total) ||
-        step == stop_after) {
+    const bool scheduled =
+        (recipe.checkpoint.every > 0 && step % recipe.checkpoint.every == 0 && step < total) || step == stop_after;
+    const bool recent_bad = last_bad_step > 0 && step - last_bad_step < kCleanSteps;
+    if (scheduled && (recent_bad || !weights_finite())) {
+      if (tty) log << "\n";
+      log << "c2c train: checkpoint at step " << step << " withheld: "
+          << (recent_bad ? "step " + std::to_string(last_bad_step) + " had a non-finite loss"
+                         : std::string("the fuser's weights are not finite"))
+          << " (no checkpoint within " << kCleanSteps << " steps of a bad one)\n";
+      if (step == stop_after) return latest_checkpoint(run_dir).value_or("");
+    } else if (scheduled) {
       std::string where;
       if (main_rank) where = save(step, elapsed_before + elapsed, tokens_seen);
+      saved.emplace_back(step, where);
       dist.barrier("checkpoint");
       if (!main_rank) where = latest_checkpoint(run_dir).value_or("");
       if (tty) log << "\n";
@@ -426,6 +464,8 @@ std::string run_training(const Recipe& input_recipe, int64_t stop_after) {
   const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
   const std::string final_dir = join_path(run_dir, "final");
   if (main_rank) {
+    C2C_CHECK(weights_finite(), "training ended with non-finite fuser weights; nothing written to ",
+              final_dir, "\nHINT: lower train.lr and start again");
     if (step > start_step || !latest_checkpoint(run_dir)) save(step, elapsed_before + elapsed, tokens_seen);
     // The exported fuser: our checkpoint format, fp32 master weights. Written whole into a
     // temporary folder and renamed: a kill leaves the previous final/ (or none, and the checkpoint

@@ -21,6 +21,7 @@
 #include "data/tokenizer.h"
 #include "modules/common/error.h"
 #include "modules/common/files.h"
+#include "modules/safetensors.h"
 #include "tests/common/test_util.h"
 #include "tests/trainer/synthetic_pairs.h"
 #include "trainer/cli.h"
@@ -285,4 +286,45 @@ TEST(RunDir, AResumeWithAChangedScheduleNamesEachChange) {
   EXPECT_NE(log.find("resumed with a changed train.lr: "), std::string::npos) << log;
   EXPECT_EQ(log.find("changed train.threads"), std::string::npos) << log;  // harmless: not named
   EXPECT_EQ(log.find("changed train.warmup_ratio"), std::string::npos) << log;  // unchanged
+}
+
+// A diverging run (lr 1e6 after 12 sane steps): it stops at max_bad_steps naming the start of
+// the bad streak and the newest checkpoint at least 10 steps older, which pruning kept (keep_last
+// is 2); no checkpoint holds non-finite weights or was written within 10 steps of a bad one.
+TEST(RunDir, ADivergingRunNamesACheckpointFromBeforeIt) {
+  const std::string data = test::write_synthetic_pairs(test::temp_dir("pairs"), 16, 11);
+  const std::string run = test::temp_dir("diverge") + "/run";
+  const std::vector<std::string> sets = {"checkpoint.every=1", "checkpoint.keep_last=2", "train.max_bad_steps=3"};
+  run_training(Recipe::from_yaml_text(test::tiny_recipe_text(data, run, 12), "t", sets));
+  auto diverge = sets;
+  diverge.push_back("train.lr=1.0e6");
+  testing::internal::CaptureStderr();
+  const std::string what = test::error_of([&] {
+    run_training(Recipe::from_yaml_text(test::tiny_recipe_text(data, run, 60), "t", diverge));
+  });
+  const std::string log = testing::internal::GetCapturedStderr();
+  ASSERT_NE(what.find("training stopped: 4 steps with a non-finite loss"), std::string::npos) << what;
+  const auto at = what.find("the streak began at step ");
+  ASSERT_NE(at, std::string::npos) << what;
+  const int64_t streak = std::stoll(what.substr(at + 25));
+  const std::string named = "the newest checkpoint at least 10 steps older than it is " + run + "/checkpoints/step_";
+  const auto n = what.find(named);
+  ASSERT_NE(n, std::string::npos) << what;
+  const int64_t safe = std::stoll(what.substr(n + named.size(), 8));
+  EXPECT_LE(safe, streak - 10) << what;
+  EXPECT_TRUE(fs::exists(run + "/checkpoints/" + what.substr(n + named.size() - 5, 13) + "/state.json")) << what;
+  EXPECT_NE(log.find("withheld"), std::string::npos) << log;
+  for (const auto& e : fs::directory_iterator(run + "/checkpoints")) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind("step_", 0) != 0) continue;
+    EXPECT_LT(std::stoll(name.substr(5)), streak) << name << " was written in the bad streak";
+    for (const auto& [key, t] : load_safetensors(e.path().string() + "/fuser/fuser.safetensors"))
+      EXPECT_TRUE(torch::isfinite(t).all().item<bool>()) << name << " " << key;
+  }
+  // From scratch at lr 1e6 nothing is old enough to go back to, and the message says so.
+  const std::string fresh = test::temp_dir("diverge_fresh") + "/run";
+  const std::string what2 = test::error_of([&] {
+    run_training(Recipe::from_yaml_text(test::tiny_recipe_text(data, fresh, 60), "t", diverge));
+  });
+  EXPECT_NE(what2.find("no checkpoint of this run is 10 or more steps older than it"), std::string::npos) << what2;
 }
