@@ -483,10 +483,27 @@ void EvalConfig::validate() const {
     if (m != "receiver") C2C_CHECK(!sharers.empty(), "eval config: method '", m, "' needs 'sharers'");
     if (m == "c2c") C2C_CHECK(!fuser.empty(), "eval config: method 'c2c' needs 'fuser' (a fuser checkpoint folder)");
   }
-  C2C_CHECK(batch_size > 0 && max_new_tokens > 0 && t2t_max_new_tokens > 0 && latency_queries >= 0 &&
-                latency_answer_tokens > 0 && limit >= 0,
-            "eval config: batch_size, max_new_tokens, t2t_max_new_tokens, latency_answer_tokens must be "
-            "positive and limit, latency_queries not negative");
+  // Each value's range, named with the key, the value and what is accepted.
+  const std::pair<const char*, std::pair<int64_t, int64_t>> ranges[] = {
+      // key, {value, smallest accepted}
+      {"batch_size", {batch_size, 1}},
+      {"max_new_tokens", {max_new_tokens, 1}},
+      {"t2t_max_new_tokens", {t2t_max_new_tokens, 1}},
+      {"latency_answer_tokens", {latency_answer_tokens, 1}},
+      {"max_length", {max_length, 2}},
+      {"limit", {limit, 0}},
+      {"latency_queries", {latency_queries, 0}},
+      {"threads", {threads, 0}},
+  };
+  for (const auto& [key, vr] : ranges)
+    C2C_CHECK(vr.first >= vr.second, "eval config: ", key, " = ", vr.first, " is out of range: must be >= ",
+              vr.second, std::string(key) == "limit" ? " (0: every item)"
+              : std::string(key) == "latency_queries" ? " (0: no latency)"
+              : std::string(key) == "threads" ? " (0: every core)" : "");
+  const bool device_ok = device == "auto" || device == "cpu" || device == "cuda" ||
+                         (device.rfind("cuda:", 0) == 0 && device.size() > 5 &&
+                          device.find_first_not_of("0123456789", 5) == std::string::npos);
+  C2C_CHECK(device_ok, "eval config: device = '", device, "' is not a device\nHINT: use auto, cpu, cuda or cuda:N");
   parse_align_method(alignment);
 }
 

@@ -216,4 +216,14 @@ TEST(Eval, ConfigErrorsNameTheKey) {
   write_file_atomic(path, "receiver: x\nbenchmarks: [a.jsonl]\nmode: guess\n");
   e = test::error_of([&] { EvalConfig::load(path); });
   EXPECT_NE(e.find("mode 'guess'"), std::string::npos) << e;
+  // Every out-of-range value is named with its key and value.
+  for (const std::string bad : {"batch_size: 0", "max_new_tokens: 0", "t2t_max_new_tokens: -1", "limit: -2",
+                                "latency_queries: -1", "latency_answer_tokens: 0", "max_length: 1",
+                                "threads: -3", "device: gpu"}) {
+    write_file_atomic(path, "receiver: x\nbenchmarks: [a.jsonl]\nmethods: [receiver]\n" + bad + "\n");
+    e = test::error_of([&] { EvalConfig::load(path); });
+    const std::string key = bad.substr(0, bad.find(':'));
+    EXPECT_NE(e.find("eval config: " + key + " = "), std::string::npos) << bad << ": " << e;
+    EXPECT_NE(e.find(bad.substr(bad.find(':') + 2)), std::string::npos) << bad << ": " << e;
+  }
 }
