@@ -53,6 +53,12 @@ else
   if ! "$PY" -c 'import torch' 2>/dev/null; then
     echo "setup: pip install $TORCH_SPEC into .venv (about 3 GB with its CUDA wheels)"
     "$PY" -m pip install -q --disable-pip-version-check "$TORCH_SPEC"
+    # An install that was interrupted earlier leaves packages pip counts as installed but that
+    # do not import (a missing CUDA library): reinstall them once.
+    if ! "$PY" -c 'import torch' 2>/dev/null; then
+      echo "setup: torch does not import from .venv (an interrupted install?); reinstalling it"
+      "$PY" -m pip install -q --disable-pip-version-check --force-reinstall "$TORCH_SPEC"
+    fi
   fi
 fi
 "$PY" -c 'import torch' 2>/dev/null ||
