@@ -55,12 +55,11 @@ std::string save_training_checkpoint(const std::string& run_dir, int64_t step,
   auto all = complete_checkpoints(run_dir);  // oldest first
   // Kept: the keep_last newest, every one of the last `window` steps, and the newest one older
   // than that window (the last that no recent step can have poisoned).
-  auto step_of = [](const fs::path& p) { return std::stoll(p.filename().string().substr(5)); };
   int64_t anchor = -1;
   for (const auto& p : all)
-    if (window > 0 && step_of(p) <= step - window) anchor = step_of(p);
+    if (window > 0 && checkpoint_step(p.string()) <= step - window) anchor = checkpoint_step(p.string());
   for (size_t i = 0; i + static_cast<size_t>(keep_last) < all.size(); ++i) {
-    const int64_t at = step_of(all[i]);
+    const int64_t at = checkpoint_step(all[i].string());
     if (window > 0 && (at > step - window || at == anchor)) continue;
     // Renamed out of the step_* names first: a kill during the removal leaves a hidden folder
     // that clean_incomplete_checkpoints removes, never a half-deleted step_* that looks complete.
@@ -70,6 +69,12 @@ std::string save_training_checkpoint(const std::string& run_dir, int64_t step,
     fs::remove_all(doomed);
   }
   return final_dir.string();
+}
+
+int64_t checkpoint_step(const std::string& dir) {
+  const std::string name = fs::path(dir).filename().string();
+  C2C_ASSERT(name.rfind("step_", 0) == 0);
+  return std::stoll(name.substr(5));
 }
 
 std::vector<std::string> clean_incomplete_checkpoints(const std::string& run_dir) {

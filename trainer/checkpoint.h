@@ -30,6 +30,8 @@ std::string save_training_checkpoint(const std::string& run_dir, int64_t step,
 
 // The newest complete checkpoint folder of a run, if any.
 std::optional<std::string> latest_checkpoint(const std::string& run_dir);
+// The step of a checkpoint folder (".../step_00000012" -> 12).
+int64_t checkpoint_step(const std::string& dir);
 // Every complete checkpoint folder of a run, newest first (resume falls back along it).
 std::vector<std::string> checkpoints_newest_first(const std::string& run_dir);
 // Removes what interrupted saves and prunings left (hidden .step_* folders, step_* folders

@@ -104,32 +104,8 @@ std::string run_training(const Recipe& input_recipe, int64_t stop_after) {
   // Fail early, before any work, when the output folder cannot be written, is in use by another
   // run, or holds an earlier run that this one would overwrite (trainer/run_dir.h).
   std::unique_ptr<RunDirLock> run_lock;
-  if (main_rank) {
-    const std::string& dir = recipe.checkpoint.dir;
-    std::filesystem::create_directories(dir);
-    write_file_atomic(join_path(dir, ".write_test"), "");
-    std::filesystem::remove(join_path(dir, ".write_test"));
-    run_lock = std::make_unique<RunDirLock>(dir);
-    if (!run_lock->takeover().empty())
-      log << "c2c train: took over the lock of " << run_lock->takeover() << " (no longer running)\n";
-    // Resuming continues the run in the folder. A resumable start with no checkpoint yet, and no
-    // final/, restarts a run that was stopped before its first save (its partial metrics are
-    // redone). Any other fresh start would overwrite an earlier run.
-    const bool resuming = recipe.checkpoint.resume && latest_checkpoint(dir).has_value();
-    const bool restart = recipe.checkpoint.resume && !std::filesystem::exists(join_path(dir, "final"));
-    const auto earlier = earlier_run_entries(dir);
-    if (!resuming && !restart && !earlier.empty()) {
-      std::string names;
-      for (const auto& e : earlier) names += (names.empty() ? "" : ", ") + e;
-      C2C_CHECK(recipe.checkpoint.overwrite, "checkpoint.dir '", dir, "' holds an earlier run (", names,
-                ") and this run would start afresh (", recipe.checkpoint.resume ? "it has final/ but no "
-                "checkpoint to resume" : "checkpoint.resume is false", ")\nHINT: set checkpoint.overwrite: "
-                "true to move the "
-                "earlier run aside to ", dir, ".replaced-<date>, or choose another checkpoint.dir");
-      log << "c2c train: moved the earlier run in " << dir << " aside to " << move_earlier_run_aside(dir)
-          << " (checkpoint.overwrite)\n";
-    }
-  }
+  if (main_rank) run_lock = claim_run_dir(recipe.checkpoint.dir, recipe.checkpoint.resume,
+                                          recipe.checkpoint.overwrite, log);
   const bool tty = main_rank && isatty(STDERR_FILENO);
   // Gate temperature after optimizer step s: the schedule the fusers follow.
   const auto tau_at = [&recipe](int64_t s) {
@@ -305,18 +281,18 @@ std::string run_training(const Recipe& input_recipe, int64_t stop_after) {
   // (save_training_checkpoint's window) and the stop message names it.
   constexpr int64_t kCleanSteps = 10;
   int64_t streak_start = 0, last_bad_step = 0;  // step numbers (1-based), 0: none yet
-  std::vector<std::pair<int64_t, std::string>> saved;  // checkpoints of this run (and resumed one)
-  for (const auto& c : checkpoints_newest_first(run_dir))  // the run's earlier ones, oldest first
-    saved.insert(saved.begin(), {std::stoll(std::filesystem::path(c).filename().string().substr(5)), c});
   auto weights_finite = [&] {
     for (const auto& p : params)
       if (!torch::isfinite(p.second.detach()).all().item<bool>()) return false;
     return true;
   };
   auto safe_checkpoint = [&]() -> std::string {
-    std::string best;
-    for (const auto& [at, path] : saved)
-      if (at <= streak_start - kCleanSteps && std::filesystem::exists(path)) best = path;
+    std::string best;  // the run's checkpoints on disk, which pruning chose to keep
+    for (const auto& path : checkpoints_newest_first(run_dir))
+      if (checkpoint_step(path) <= streak_start - kCleanSteps) {
+        best = path;
+        break;
+      }
     return best.empty() ? "no checkpoint of this run is " + std::to_string(kCleanSteps) +
                               " or more steps older than it (start afresh with a lower train.lr)"
                         : "the newest checkpoint at least " + std::to_string(kCleanSteps) +
@@ -452,7 +428,6 @@ std::string run_training(const Recipe& input_recipe, int64_t stop_after) {
     } else if (scheduled) {
       std::string where;
       if (main_rank) where = save(step, elapsed_before + elapsed, tokens_seen);
-      saved.emplace_back(step, where);
       dist.barrier("checkpoint");
       if (!main_rank) where = latest_checkpoint(run_dir).value_or("");
       if (tty) log << "\n";

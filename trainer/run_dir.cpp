@@ -9,8 +9,11 @@
 #include <cstring>
 #include <ctime>
 #include <filesystem>
+#include <ostream>
 
 #include "modules/common/error.h"
+#include "modules/common/files.h"
+#include "trainer/checkpoint.h"
 
 namespace c2c {
 namespace fs = std::filesystem;
@@ -89,6 +92,34 @@ std::string move_earlier_run_aside(const std::string& dir) {
   fs::create_directories(aside);
   for (const auto& name : earlier_run_entries(dir)) fs::rename(base / name, aside / name);
   return aside.string();
+}
+
+std::unique_ptr<RunDirLock> claim_run_dir(const std::string& dir, bool resume, bool overwrite,
+                                          std::ostream& log) {
+  fs::create_directories(dir);
+  write_file_atomic(join_path(dir, ".write_test"), "");
+  fs::remove(join_path(dir, ".write_test"));
+  auto lock = std::make_unique<RunDirLock>(dir);
+  if (!lock->takeover().empty())
+    log << "c2c train: took over the lock of " << lock->takeover() << " (no longer running)\n";
+  // Resuming continues the run in the folder. A resumable start with no checkpoint yet, and no
+  // final/, restarts a run that was stopped before its first save (its partial metrics are
+  // redone). Any other fresh start would overwrite an earlier run.
+  const bool resuming = resume && latest_checkpoint(dir).has_value();
+  const bool restart = resume && !fs::exists(join_path(dir, "final"));
+  const auto earlier = earlier_run_entries(dir);
+  if (!resuming && !restart && !earlier.empty()) {
+    std::string names;
+    for (const auto& e : earlier) names += (names.empty() ? "" : ", ") + e;
+    C2C_CHECK(overwrite, "checkpoint.dir '", dir, "' holds an earlier run (", names,
+              ") and this run would start afresh (",
+              resume ? "it has final/ but no checkpoint to resume" : "checkpoint.resume is false",
+              ")\nHINT: set checkpoint.overwrite: true to move the earlier run aside to ", dir,
+              ".replaced-<date>, or choose another checkpoint.dir");
+    log << "c2c train: moved the earlier run in " << dir << " aside to " << move_earlier_run_aside(dir)
+        << " (checkpoint.overwrite)\n";
+  }
+  return lock;
 }
 
 }  // namespace c2c
