@@ -5,6 +5,7 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <cstdint>
 #include <vector>
 
 namespace c2c::kernels::cuda {
@@ -16,20 +17,30 @@ std::vector<torch::Tensor> rms_norm_forward(const torch::Tensor& x, const torch:
 std::vector<torch::Tensor> rms_norm_backward(const torch::Tensor& dy, const torch::Tensor& x,
                                              const torch::Tensor& w, const torch::Tensor& rstd);
 
+// a (groups, rows, m), bias (groups, m) or undefined, same dtype: y = gelu(a + bias);
+// backward: da = dy * gelu'(a + bias).
+torch::Tensor gelu_forward(const torch::Tensor& a, const torch::Tensor& bias);
+torch::Tensor gelu_backward(const torch::Tensor& dy, const torch::Tensor& a,
+                            const torch::Tensor& bias);
+
+// y = x + a * keep/(1-p) with the counter mask of `seed`; backward da = dy * keep/(1-p).
+torch::Tensor dropout_residual_forward(const torch::Tensor& x, const torch::Tensor& a, double p,
+                                       uint64_t seed);
+torch::Tensor dropout_residual_backward(const torch::Tensor& dy, double p, uint64_t seed);
+
 // target (S, B, H, N, D) or undefined, p (S, B, H, N, D), w_logit (S, B, H, N) of one dtype T
-// (any strides); gate_logit (S) and u (S, B, H, N) or undefined, fp32. Returns out in T.
+// (any strides); gate_logit (S) or undefined (no gate), u (S, B, H, N) or undefined and tau (S),
+// fp32. Returns out in T.
 torch::Tensor gated_combine_forward(const torch::Tensor& target, const torch::Tensor& w_logit,
                                     const torch::Tensor& p, const torch::Tensor& gate_logit,
-                                    const torch::Tensor& u, double tau, bool hard);
-// {d_p (S, B, H, N, D) in T, d_w (S, B, H, N) in T, d_gate_logit (S) fp32}.
+                                    const torch::Tensor& u, const torch::Tensor& tau, bool hard);
+// {d_p (S, B, H, N, D) in T, d_w (S, B, H, N) in T, d_gate_logit (S) fp32 (undefined without a
+// gate)}.
 std::vector<torch::Tensor> gated_combine_backward(const torch::Tensor& d_out,
                                                   const torch::Tensor& w_logit,
                                                   const torch::Tensor& p,
                                                   const torch::Tensor& gate_logit,
-                                                  const torch::Tensor& u, double tau, bool hard);
-
-// y = x + gelu(a) (x may be undefined); da = dy * gelu'(a).
-torch::Tensor gelu_residual_forward(const torch::Tensor& x, const torch::Tensor& a);
-torch::Tensor gelu_residual_backward(const torch::Tensor& dy, const torch::Tensor& a);
+                                                  const torch::Tensor& u, const torch::Tensor& tau,
+                                                  bool hard);
 
 }  // namespace c2c::kernels::cuda

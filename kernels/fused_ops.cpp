@@ -1,13 +1,16 @@
-// Autograd functions over the fused kernels: argument checks, device dispatch (CUDA kernel via
-// bindings.h, or the CPU reference on raw pointers), and the unfused LibTorch equivalents.
-// CPU paths compute in double for double tensors and in float otherwise (bf16/half are widened
-// and rounded back once).
+// The autograd functions of fused_ops.h: argument checks, the one dispatch (CUDA kernel via
+// bindings.h, the CPU reference on raw pointers, or the LibTorch ops), and the LibTorch forms.
+// CPU references compute in double for double tensors and in float otherwise (bf16/half are
+// widened and rounded back once).
 #include "kernels/fused_ops.h"
 
+#include <atomic>
+#include <cstring>
 #include <string>
 
+#include "kernels/dropout_residual_ref.h"
 #include "kernels/gated_combine_ref.h"
-#include "kernels/gelu_residual_ref.h"
+#include "kernels/gelu_ref.h"
 #include "kernels/rms_norm_ref.h"
 #include "modules/common/error.h"
 #ifdef C2C_WITH_CUDA_BINDINGS
@@ -30,6 +33,40 @@ using torch::Tensor;
 using torch::autograd::AutogradContext;
 using torch::autograd::tensor_list;
 
+std::atomic<int> g_op_path{static_cast<int>(OpPath::automatic)};
+
+enum class Op { rms_norm, gelu, dropout_residual, gated_combine };
+
+// OpPath::automatic: which CPU implementation is faster for each op on the fuser's shapes
+// (bench_kernels at 1 and 2 threads, README "Kernels"). The references are single-threaded
+// loops; LibTorch's ops vectorise and use every intra-op thread.
+bool reference_is_faster(Op op) {
+  switch (op) {
+    case Op::rms_norm: return false;
+    case Op::gelu: return false;
+    case Op::dropout_residual: return true;  // one pass; the LibTorch form builds a mask first
+    case Op::gated_combine: return false;
+  }
+  return false;
+}
+
+bool kernel_dtype(const Tensor& t) {
+  return t.scalar_type() == torch::kFloat32 || t.scalar_type() == torch::kBFloat16;
+}
+
+// true: the op's autograd function (CUDA kernel or CPU reference); false: the LibTorch form.
+bool use_kernel_path(const Tensor& t, Op op) {
+  if (op_path() == OpPath::torch) return false;
+  if (t.is_cuda()) return cuda_kernels_available() && kernel_dtype(t);
+  if (!t.device().is_cpu()) return false;
+  switch (op_path()) {
+    case OpPath::reference: return true;
+    case OpPath::torch: return false;
+    case OpPath::automatic: return reference_is_faster(op);
+  }
+  return false;
+}
+
 std::string shape_of(const Tensor& t) {
   if (!t.defined()) return "undefined";
   std::string s = "(";
@@ -41,51 +78,69 @@ torch::ScalarType compute_type(torch::ScalarType t) {
   return t == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
 }
 
-// The CUDA kernels take fp32 and bf16; other dtypes (and builds without kernels) go unfused.
-bool kernel_dtype(const Tensor& t) {
-  return t.scalar_type() == torch::kFloat32 || t.scalar_type() == torch::kBFloat16;
-}
-
 template <typename T>
 T* data(const Tensor& t) {
   return t.defined() ? t.data_ptr<T>() : nullptr;
 }
 
-// LibTorch 1.13's Function::apply reads the device of every tensor argument, so optional
-// tensors cross it as empty placeholders and are turned back into undefined ones inside.
+// Calls f(T{}) with T = double or float, the CPU references' compute type for `t`.
+template <typename F>
+void cpu_dispatch(torch::ScalarType t, F&& f) {
+  if (compute_type(t) == torch::kFloat64)
+    f(double{});
+  else
+    f(float{});
+}
+
+// The CPU reference's view of a tensor: compute type, contiguous (undefined stays undefined).
+Tensor cpu_input(const Tensor& t, torch::ScalarType ct) {
+  return t.defined() ? t.to(ct).contiguous() : Tensor();
+}
+
+// Function::apply reads the device of every tensor argument, so optional tensors cross it as
+// empty placeholders and are turned back into undefined ones inside.
 Tensor placeholder_if_undefined(const Tensor& t, const Tensor& like) {
   return t.defined() ? t : torch::empty({0}, like.options().requires_grad(false));
 }
-Tensor undefined_if_placeholder(const Tensor& t, bool present) {
-  return present ? t : Tensor();
+Tensor undefined_if_placeholder(const Tensor& t, bool present) { return present ? t : Tensor(); }
+
+// Seeds cross IValues as int64 bit patterns.
+int64_t seed_bits(uint64_t s) {
+  int64_t r;
+  std::memcpy(&r, &s, sizeof r);
+  return r;
 }
+uint64_t seed_of(int64_t bits) {
+  uint64_t r;
+  std::memcpy(&r, &bits, sizeof r);
+  return r;
+}
+
+#ifdef C2C_WITH_CUDA_BINDINGS
+#define C2C_CUDA_OR_FAIL(stmt) stmt
+#else
+#define C2C_CUDA_OR_FAIL(stmt) C2C_ASSERT(false)
+#endif
 
 // ---- RMSNorm -------------------------------------------------------------------------------
 
-// x (G, T, h), w (G, h).
+// x (G, T, h), w (G, h). Saves x, w and rstd (not y).
 struct RmsNormFunction : public torch::autograd::Function<RmsNormFunction> {
   static Tensor forward(AutogradContext* ctx, const Tensor& x, const Tensor& w, double eps) {
     Tensor y, rstd;
     if (x.is_cuda()) {
-#ifdef C2C_WITH_CUDA_BINDINGS
-      auto r = cuda::rms_norm_forward(x, w.to(x.scalar_type()), eps);
-      y = r[0];
-      rstd = r[1];
-#else
-      C2C_ASSERT(false);
-#endif
+      C2C_CUDA_OR_FAIL(auto r = cuda::rms_norm_forward(x, w.to(x.scalar_type()), eps);
+                       y = r[0]; rstd = r[1]);
     } else {
       const auto ct = compute_type(x.scalar_type());
-      auto xc = x.to(ct).contiguous(), wc = w.to(ct).contiguous();
+      auto xc = cpu_input(x, ct), wc = cpu_input(w, ct);
       auto yc = torch::empty_like(xc);
       rstd = torch::empty({x.size(0), x.size(1)}, xc.options());
-      const int64_t G = x.size(0), T = x.size(1), h = x.size(2);
-      if (ct == torch::kFloat64)
-        rms_norm_forward_ref<double>(data<double>(xc), data<double>(wc), data<double>(yc),
-                                     data<double>(rstd), G, T, h, eps);
-      else
-        rms_norm_forward_ref<float>(data<float>(xc), data<float>(wc), data<float>(yc),
-                                    data<float>(rstd), G, T, h, eps);
+      cpu_dispatch(ct, [&](auto tag) {
+        using T = decltype(tag);
+        rms_norm_forward_ref<T>(data<T>(xc), data<T>(wc), data<T>(yc), data<T>(rstd), x.size(0),
+                                x.size(1), x.size(2), eps);
+      });
       y = yc.to(x.scalar_type());
     }
     ctx->save_for_backward({x, w, rstd});
@@ -97,59 +152,153 @@ struct RmsNormFunction : public torch::autograd::Function<RmsNormFunction> {
     const Tensor &x = saved[0], &w = saved[1], &rstd = saved[2];
     Tensor dx, dw;
     if (x.is_cuda()) {
-#ifdef C2C_WITH_CUDA_BINDINGS
-      auto r = cuda::rms_norm_backward(grads[0].to(x.scalar_type()), x, w.to(x.scalar_type()),
-                                       rstd);
-      dx = r[0];
-      dw = r[1];
-#endif
+      C2C_CUDA_OR_FAIL(auto r = cuda::rms_norm_backward(grads[0].to(x.scalar_type()), x,
+                                                        w.to(x.scalar_type()), rstd);
+                       dx = r[0]; dw = r[1]);
     } else {
       const auto ct = compute_type(x.scalar_type());
-      auto xc = x.to(ct).contiguous(), wc = w.to(ct).contiguous();
-      auto dy = grads[0].to(ct).contiguous();
+      auto xc = cpu_input(x, ct), wc = cpu_input(w, ct), dy = cpu_input(grads[0], ct);
       dx = torch::empty_like(xc);
       dw = torch::empty_like(wc);
-      const int64_t G = x.size(0), T = x.size(1), h = x.size(2);
-      if (ct == torch::kFloat64)
-        rms_norm_backward_ref<double>(data<double>(dy), data<double>(xc), data<double>(wc),
-                                      data<double>(rstd), data<double>(dx), data<double>(dw), G,
-                                      T, h);
-      else
-        rms_norm_backward_ref<float>(data<float>(dy), data<float>(xc), data<float>(wc),
-                                     data<float>(rstd), data<float>(dx), data<float>(dw), G, T,
-                                     h);
+      cpu_dispatch(ct, [&](auto tag) {
+        using T = decltype(tag);
+        rms_norm_backward_ref<T>(data<T>(dy), data<T>(xc), data<T>(wc), data<T>(rstd),
+                                 data<T>(dx), data<T>(dw), x.size(0), x.size(1), x.size(2));
+      });
     }
     return {dx.to(x.scalar_type()), dw.to(w.scalar_type()), Tensor()};
+  }
+};
+
+// ---- GELU ----------------------------------------------------------------------------------
+
+// a (G, T, m), bias (G, m) or a placeholder. Saves a and bias; the backward recomputes gelu'.
+struct GeluFunction : public torch::autograd::Function<GeluFunction> {
+  static Tensor forward(AutogradContext* ctx, const Tensor& a, const Tensor& bias_in,
+                        bool has_bias) {
+    const Tensor bias = undefined_if_placeholder(bias_in, has_bias);
+    Tensor y;
+    if (a.is_cuda()) {
+      C2C_CUDA_OR_FAIL(y = cuda::gelu_forward(a, has_bias ? bias.to(a.scalar_type()) : bias));
+    } else {
+      const auto ct = compute_type(a.scalar_type());
+      auto ac = cpu_input(a, ct), bc = cpu_input(bias, ct);
+      auto yc = torch::empty_like(ac);
+      cpu_dispatch(ct, [&](auto tag) {
+        using T = decltype(tag);
+        gelu_forward_ref<T>(data<T>(ac), data<T>(bc), data<T>(yc), a.size(0), a.size(1),
+                            a.size(2));
+      });
+      y = yc.to(a.scalar_type());
+    }
+    ctx->save_for_backward({a, bias_in});
+    ctx->saved_data["has_bias"] = has_bias;
+    return y;
+  }
+
+  static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const bool has_bias = ctx->saved_data["has_bias"].toBool();
+    const Tensor a = saved[0], bias = undefined_if_placeholder(saved[1], has_bias);
+    Tensor da;
+    if (a.is_cuda()) {
+      C2C_CUDA_OR_FAIL(da = cuda::gelu_backward(grads[0].to(a.scalar_type()), a,
+                                                has_bias ? bias.to(a.scalar_type()) : bias));
+    } else {
+      const auto ct = compute_type(a.scalar_type());
+      auto ac = cpu_input(a, ct), bc = cpu_input(bias, ct), dy = cpu_input(grads[0], ct);
+      da = torch::empty_like(ac);
+      cpu_dispatch(ct, [&](auto tag) {
+        using T = decltype(tag);
+        gelu_backward_ref<T>(data<T>(dy), data<T>(ac), data<T>(bc), data<T>(da), a.size(0),
+                             a.size(1), a.size(2));
+      });
+    }
+    Tensor d_bias;
+    if (has_bias) d_bias = da.sum(1).to(bias.scalar_type());
+    return {da.to(a.scalar_type()), d_bias, Tensor()};
+  }
+};
+
+// ---- dropout + residual --------------------------------------------------------------------
+
+// Saves nothing but p, the seed and the dtypes: the backward regenerates the mask.
+struct DropoutResidualFunction : public torch::autograd::Function<DropoutResidualFunction> {
+  static Tensor forward(AutogradContext* ctx, const Tensor& x, const Tensor& a, double p,
+                        int64_t seed) {
+    Tensor y;
+    if (a.is_cuda()) {
+      C2C_CUDA_OR_FAIL(y = cuda::dropout_residual_forward(x.to(a.scalar_type()), a, p,
+                                                          seed_of(seed)));
+    } else {
+      const auto ct = compute_type(a.scalar_type());
+      auto ac = cpu_input(a, ct), xc = cpu_input(x, ct);
+      auto yc = torch::empty_like(ac);
+      cpu_dispatch(ct, [&](auto tag) {
+        using T = decltype(tag);
+        dropout_residual_forward_ref<T>(data<T>(xc), data<T>(ac), data<T>(yc), a.numel(), p,
+                                        seed_of(seed));
+      });
+      y = yc.to(a.scalar_type());
+    }
+    ctx->saved_data["p"] = p;
+    ctx->saved_data["seed"] = seed;
+    ctx->saved_data["x_type"] = static_cast<int64_t>(x.scalar_type());
+    ctx->saved_data["a_type"] = static_cast<int64_t>(a.scalar_type());
+    return y;
+  }
+
+  static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
+    const double p = ctx->saved_data["p"].toDouble();
+    const uint64_t seed = seed_of(ctx->saved_data["seed"].toInt());
+    const auto x_type = static_cast<torch::ScalarType>(ctx->saved_data["x_type"].toInt());
+    const auto a_type = static_cast<torch::ScalarType>(ctx->saved_data["a_type"].toInt());
+    const Tensor& dy = grads[0];
+    Tensor da;
+    if (dy.is_cuda()) {
+      C2C_CUDA_OR_FAIL(da = cuda::dropout_residual_backward(dy.to(a_type), p, seed));
+    } else {
+      const auto ct = compute_type(a_type);
+      auto dc = cpu_input(dy, ct);
+      da = torch::empty_like(dc);
+      cpu_dispatch(ct, [&](auto tag) {
+        using T = decltype(tag);
+        dropout_residual_backward_ref<T>(data<T>(dc), data<T>(da), dy.numel(), p, seed);
+      });
+    }
+    return {dy.to(x_type), da.to(a_type), Tensor(), Tensor()};
   }
 };
 
 // ---- gated combine -------------------------------------------------------------------------
 
 struct GatedCombineFunction : public torch::autograd::Function<GatedCombineFunction> {
-  // target may be undefined; u may be undefined. Shapes checked by gated_combine().
+  // target, gate_logit, u and tau may be placeholders (has_*). Shapes checked by gated_combine().
   static Tensor forward(AutogradContext* ctx, const Tensor& target_in, const Tensor& w,
-                        const Tensor& p, const Tensor& gate_logit, const Tensor& u_in, double tau,
-                        bool hard, bool has_target, bool has_u) {
+                        const Tensor& p, const Tensor& gate_in, const Tensor& u_in,
+                        const Tensor& tau_in, bool hard, int64_t present) {
+    const bool has_target = present & 1, has_gate = present & 2, has_u = present & 4;
     const Tensor target = undefined_if_placeholder(target_in, has_target);
+    const Tensor gate_logit = undefined_if_placeholder(gate_in, has_gate);
     const Tensor u = undefined_if_placeholder(u_in, has_u);
-    const auto out_type = target.defined() ? target.scalar_type() : p.scalar_type();
-    Tensor out;
-    Tensor gl, uu;  // as the back-end takes them
+    const Tensor tau = undefined_if_placeholder(tau_in, has_gate && !hard);
+    const auto out_type = has_target ? target.scalar_type() : p.scalar_type();
+    Tensor out, gl, uu, tt;  // gate logit, u and tau as the back-end takes them
     if (p.is_cuda()) {
-#ifdef C2C_WITH_CUDA_BINDINGS
-      gl = gate_logit.to(torch::kFloat32);
-      uu = u.defined() ? u.to(torch::kFloat32) : Tensor();
-      out = cuda::gated_combine_forward(target.defined() ? target.to(p.scalar_type()) : target,
-                                        w.to(p.scalar_type()), p, gl, uu, tau, hard);
-#else
-      C2C_ASSERT(false);
-#endif
+      auto f32 = [](const Tensor& t) { return t.defined() ? t.to(torch::kFloat32) : t; };
+      gl = f32(gate_logit);
+      uu = f32(u);
+      tt = f32(tau);
+      C2C_CUDA_OR_FAIL(out = cuda::gated_combine_forward(
+                           has_target ? target.to(p.scalar_type()) : target,
+                           w.to(p.scalar_type()), p, gl, uu, tt, hard));
     } else {
       const auto ct = compute_type(p.scalar_type());
       auto tc = target.defined() ? target.to(ct) : Tensor();
       auto wc = w.to(ct), pc = p.to(ct);
-      gl = gate_logit.to(ct).contiguous();
+      gl = cpu_input(gate_logit, ct);
       uu = u.defined() ? u.to(ct) : Tensor();
+      tt = cpu_input(tau, ct);
       const GatedCombineShape sh{p.size(0), p.size(1), p.size(2), p.size(3), p.size(4)};
       GatedCombineStrides st;
       for (int i = 0; i < 5; ++i) {
@@ -161,46 +310,43 @@ struct GatedCombineFunction : public torch::autograd::Function<GatedCombineFunct
         st.u[i] = uu.defined() ? uu.stride(i) : 0;
       }
       out = torch::empty(p.sizes(), pc.options());
-      if (ct == torch::kFloat64)
-        gated_combine_forward_ref<double>(data<double>(tc), data<double>(wc), data<double>(pc),
-                                          data<double>(gl), data<double>(uu), tau, hard,
-                                          data<double>(out), sh, st);
-      else
-        gated_combine_forward_ref<float>(data<float>(tc), data<float>(wc), data<float>(pc),
-                                         data<float>(gl), data<float>(uu), tau, hard,
-                                         data<float>(out), sh, st);
+      cpu_dispatch(ct, [&](auto tag) {
+        using T = decltype(tag);
+        gated_combine_forward_ref<T>(data<T>(tc), data<T>(wc), data<T>(pc), data<T>(gl),
+                                     data<T>(uu), data<T>(tt), hard, data<T>(out), sh, st);
+      });
     }
-    ctx->save_for_backward({w, p, gl, placeholder_if_undefined(uu, p)});
-    ctx->saved_data["has_u"] = has_u;
-    ctx->saved_data["tau"] = tau;
+    ctx->save_for_backward({w, p, placeholder_if_undefined(gl, p), placeholder_if_undefined(uu, p),
+                            placeholder_if_undefined(tt, p)});
+    ctx->saved_data["present"] = present;
     ctx->saved_data["hard"] = hard;
-    ctx->saved_data["has_target"] = target.defined();
     ctx->saved_data["target_type"] = static_cast<int64_t>(out_type);
-    ctx->saved_data["gate_type"] = static_cast<int64_t>(gate_logit.scalar_type());
+    ctx->saved_data["gate_type"] =
+        static_cast<int64_t>(has_gate ? gate_logit.scalar_type() : p.scalar_type());
     return out.to(out_type);
   }
 
   static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
     auto saved = ctx->get_saved_variables();
-    const Tensor &w = saved[0], &p = saved[1], &gl = saved[2];
-    const Tensor uu = undefined_if_placeholder(saved[3], ctx->saved_data["has_u"].toBool());
-    const double tau = ctx->saved_data["tau"].toDouble();
+    const int64_t present = ctx->saved_data["present"].toInt();
+    const bool has_target = present & 1, has_gate = present & 2, has_u = present & 4;
     const bool hard = ctx->saved_data["hard"].toBool();
+    const Tensor &w = saved[0], &p = saved[1];
+    const Tensor gl = undefined_if_placeholder(saved[2], has_gate);
+    const Tensor uu = undefined_if_placeholder(saved[3], has_u);
+    const Tensor tt = undefined_if_placeholder(saved[4], has_gate && !hard);
     const auto target_type = static_cast<torch::ScalarType>(ctx->saved_data["target_type"].toInt());
     const auto gate_type = static_cast<torch::ScalarType>(ctx->saved_data["gate_type"].toInt());
     const Tensor& d_out = grads[0];
     Tensor d_p, d_w, d_gate;
     if (p.is_cuda()) {
-#ifdef C2C_WITH_CUDA_BINDINGS
-      auto r = cuda::gated_combine_backward(d_out.to(p.scalar_type()), w.to(p.scalar_type()), p,
-                                            gl, uu, tau, hard);
-      d_p = r[0];
-      d_w = r[1];
-      d_gate = r[2];
-#endif
+      C2C_CUDA_OR_FAIL(auto r = cuda::gated_combine_backward(d_out.to(p.scalar_type()),
+                                                             w.to(p.scalar_type()), p, gl, uu,
+                                                             tt, hard);
+                       d_p = r[0]; d_w = r[1]; d_gate = r[2]);
     } else {
       const auto ct = compute_type(p.scalar_type());
-      auto wc = w.to(ct), pc = p.to(ct), dc = d_out.to(ct).contiguous();
+      auto wc = w.to(ct), pc = p.to(ct), dc = cpu_input(d_out, ct);
       const GatedCombineShape sh{p.size(0), p.size(1), p.size(2), p.size(3), p.size(4)};
       GatedCombineStrides st;
       for (int i = 0; i < 5; ++i) st.p[i] = pc.stride(i);
@@ -210,99 +356,59 @@ struct GatedCombineFunction : public torch::autograd::Function<GatedCombineFunct
       }
       d_p = torch::empty(p.sizes(), pc.options());
       d_w = torch::empty(w.sizes(), pc.options());
-      d_gate = torch::empty({sh.S}, pc.options());
-      if (ct == torch::kFloat64)
-        gated_combine_backward_ref<double>(data<double>(dc), data<double>(wc), data<double>(pc),
-                                           data<double>(gl), data<double>(uu), tau, hard,
-                                           data<double>(d_p), data<double>(d_w),
-                                           data<double>(d_gate), sh, st);
-      else
-        gated_combine_backward_ref<float>(data<float>(dc), data<float>(wc), data<float>(pc),
-                                          data<float>(gl), data<float>(uu), tau, hard,
-                                          data<float>(d_p), data<float>(d_w), data<float>(d_gate),
-                                          sh, st);
+      if (has_gate) d_gate = torch::empty({sh.S}, pc.options());
+      cpu_dispatch(ct, [&](auto tag) {
+        using T = decltype(tag);
+        gated_combine_backward_ref<T>(data<T>(dc), data<T>(wc), data<T>(pc), data<T>(gl),
+                                      data<T>(uu), data<T>(tt), hard, data<T>(d_p), data<T>(d_w),
+                                      data<T>(d_gate), sh, st);
+      });
     }
     Tensor d_target;
-    if (ctx->saved_data["has_target"].toBool()) d_target = d_out.to(target_type);
-    return {d_target, d_w.to(w.scalar_type()), d_p.to(p.scalar_type()), d_gate.to(gate_type),
-            Tensor(), Tensor(), Tensor(), Tensor(), Tensor()};
+    if (has_target) d_target = d_out.to(target_type);
+    if (has_gate) d_gate = hard ? Tensor() : d_gate.to(gate_type);
+    return {d_target, d_w.to(w.scalar_type()), d_p.to(p.scalar_type()), d_gate,
+            Tensor(), Tensor(), Tensor(), Tensor()};
   }
 };
 
-// ---- GELU + residual -----------------------------------------------------------------------
-
-struct GeluResidualFunction : public torch::autograd::Function<GeluResidualFunction> {
-  static Tensor forward(AutogradContext* ctx, const Tensor& x_in, const Tensor& a, bool has_x) {
-    const Tensor x = undefined_if_placeholder(x_in, has_x);
-    Tensor y;
-    if (a.is_cuda()) {
-#ifdef C2C_WITH_CUDA_BINDINGS
-      y = cuda::gelu_residual_forward(x.defined() ? x.to(a.scalar_type()) : x, a);
-#else
-      C2C_ASSERT(false);
-#endif
-    } else {
-      const auto ct = compute_type(a.scalar_type());
-      auto ac = a.to(ct).contiguous();
-      auto xc = x.defined() ? x.to(ct).contiguous() : Tensor();
-      auto yc = torch::empty_like(ac);
-      if (ct == torch::kFloat64)
-        gelu_residual_forward_ref<double>(data<double>(xc), data<double>(ac), data<double>(yc),
-                                          ac.numel());
-      else
-        gelu_residual_forward_ref<float>(data<float>(xc), data<float>(ac), data<float>(yc),
-                                         ac.numel());
-      y = yc.to(a.scalar_type());
-    }
-    ctx->save_for_backward({a});
-    ctx->saved_data["has_x"] = x.defined();
-    ctx->saved_data["x_type"] =
-        static_cast<int64_t>(x.defined() ? x.scalar_type() : a.scalar_type());
-    return y;
-  }
-
-  static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
-    const Tensor a = ctx->get_saved_variables()[0];
-    const Tensor& dy = grads[0];
-    Tensor da;
-    if (a.is_cuda()) {
-#ifdef C2C_WITH_CUDA_BINDINGS
-      da = cuda::gelu_residual_backward(dy.to(a.scalar_type()), a);
-#endif
-    } else {
-      const auto ct = compute_type(a.scalar_type());
-      auto ac = a.to(ct).contiguous(), dc = dy.to(ct).contiguous();
-      da = torch::empty_like(ac);
-      if (ct == torch::kFloat64)
-        gelu_residual_backward_ref<double>(data<double>(dc), data<double>(ac), data<double>(da),
-                                           ac.numel());
-      else
-        gelu_residual_backward_ref<float>(data<float>(dc), data<float>(ac), data<float>(da),
-                                          ac.numel());
-    }
-    Tensor dx;
-    if (ctx->saved_data["has_x"].toBool())
-      dx = dy.to(static_cast<torch::ScalarType>(ctx->saved_data["x_type"].toInt()));
-    return {dx, da.to(a.scalar_type()), Tensor()};
-  }
-};
-
-bool use_kernel_path(const Tensor& t) {
-  return !t.is_cuda() || (cuda_kernels_available() && kernel_dtype(t));
+void check_same_device(const Tensor& t, const Tensor& ref, const char* op, const char* name) {
+  C2C_CHECK(!t.defined() || t.device() == ref.device(), op, ": '", name, "' is on ",
+            t.device().str(), ", expected ", ref.device().str());
 }
 
 }  // namespace
 
+// ---- the op path ---------------------------------------------------------------------------
+
+void set_op_path(OpPath path) { g_op_path = static_cast<int>(path); }
+OpPath op_path() { return static_cast<OpPath>(g_op_path.load()); }
+
+const char* op_path_name(OpPath path) {
+  switch (path) {
+    case OpPath::automatic: return "auto";
+    case OpPath::reference: return "reference";
+    case OpPath::torch: return "torch";
+  }
+  return "?";
+}
+
+OpPath parse_op_path(const std::string& name) {
+  for (auto p : {OpPath::automatic, OpPath::reference, OpPath::torch})
+    if (name == op_path_name(p)) return p;
+  fail("unknown kernel op path '", name, "'\nHINT: use auto, reference or torch");
+}
+
 // ---- public ops ----------------------------------------------------------------------------
 
-torch::Tensor rms_norm_unfused(const Tensor& x, const Tensor& weight, double eps) {
+Tensor rms_norm_unfused(const Tensor& x, const Tensor& weight, double eps) {
   const auto ct = compute_type(x.scalar_type());
   auto xf = x.to(ct);
   auto normed = (xf * torch::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps)).to(x.scalar_type());
   return normed * (weight.dim() == 2 && x.dim() == 3 ? weight.unsqueeze(1) : weight);
 }
 
-torch::Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps) {
+Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps) {
   C2C_CHECK(x.defined() && weight.defined() && x.dim() >= 1, "rms_norm: x ", shape_of(x),
             " and weight ", shape_of(weight), " must be defined");
   const bool batched = weight.dim() == 2;
@@ -311,39 +417,77 @@ torch::Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps) {
                  x.size(2) == weight.size(1)),
             "rms_norm: x ", shape_of(x), " does not match weight ", shape_of(weight),
             "\nHINT: x (..., h) with weight (h), or x (G, T, h) with weight (G, h)");
-  C2C_CHECK(x.device() == weight.device(), "rms_norm: x on ", x.device().str(), ", weight on ",
-            weight.device().str());
+  check_same_device(weight, x, "rms_norm", "weight");
   C2C_CHECK(eps >= 0, "rms_norm: eps must be >= 0, got ", eps);
-  if (!use_kernel_path(x)) return rms_norm_unfused(x, weight, eps);
+  if (!use_kernel_path(x, Op::rms_norm)) return rms_norm_unfused(x, weight, eps);
   if (batched) return RmsNormFunction::apply(x, weight, eps);
   const int64_t h = x.size(-1);
   auto y = RmsNormFunction::apply(x.reshape({1, -1, h}), weight.view({1, h}), eps);
   return y.view(x.sizes());
 }
 
-torch::Tensor gated_combine_unfused(const Tensor& target, const Tensor& w_logit, const Tensor& p,
-                                    const Tensor& gate_logit, const Tensor& u, double tau,
-                                    bool hard) {
+Tensor gelu_unfused(const Tensor& a, const Tensor& bias) {
+  return torch::gelu(bias.defined() ? a + bias.unsqueeze(1) : a);
+}
+
+Tensor gelu(const Tensor& a, const Tensor& bias) {
+  C2C_CHECK(a.defined() && a.dim() == 3, "gelu: a must be (G, T, m), got ", shape_of(a));
+  C2C_CHECK(!bias.defined() || (bias.dim() == 2 && bias.size(0) == a.size(0) &&
+                                bias.size(1) == a.size(2)),
+            "gelu: bias ", shape_of(bias), " must be (G, m) of a ", shape_of(a));
+  check_same_device(bias, a, "gelu", "bias");
+  if (!use_kernel_path(a, Op::gelu)) return gelu_unfused(a, bias);
+  return GeluFunction::apply(a, placeholder_if_undefined(bias, a), bias.defined());
+}
+
+Tensor dropout_residual_unfused(const Tensor& x, const Tensor& a, double p, uint64_t seed) {
+  if (p <= 0) return x + a;
+  // The same counter mask as the kernels, made by the reference on the host.
+  const auto ct = compute_type(a.scalar_type());
+  auto scale = torch::empty({a.numel()}, torch::TensorOptions().dtype(ct));
+  cpu_dispatch(ct, [&](auto tag) {
+    using T = decltype(tag);
+    dropout_scale_ref<T>(data<T>(scale), a.numel(), p, seed);
+  });
+  return x + a * scale.view(a.sizes()).to(a.device(), a.scalar_type());
+}
+
+Tensor dropout_residual(const Tensor& x, const Tensor& a, double p, uint64_t seed) {
+  C2C_CHECK(x.defined() && a.defined() && x.sizes() == a.sizes(), "dropout_residual: x ",
+            shape_of(x), " and a ", shape_of(a), " must have one shape");
+  check_same_device(x, a, "dropout_residual", "x");
+  C2C_CHECK(p >= 0 && p < 1, "dropout_residual: p must be in [0, 1), got ", p);
+  if (p == 0) return x + a;
+  if (!use_kernel_path(a, Op::dropout_residual)) return dropout_residual_unfused(x, a, p, seed);
+  return DropoutResidualFunction::apply(x, a.contiguous(), p, seed_bits(seed));
+}
+
+Tensor gated_combine_unfused(const Tensor& target, const Tensor& w_logit, const Tensor& p,
+                             const Tensor& gate_logit, const Tensor& u, const Tensor& tau,
+                             bool hard) {
   const auto ct = compute_type(p.scalar_type());
-  auto logit = gate_logit.to(ct).view({p.size(0), 1, 1, 1, 1});
-  Tensor gate;
-  if (hard) {
-    gate = (logit > 0).to(ct);
-  } else {
-    auto noisy = logit;
-    if (u.defined()) {
-      auto uc = u.to(ct).reshape(w_logit.sizes()).unsqueeze(-1);
-      noisy = logit - torch::log(-torch::log(uc + 1e-20) + 1e-20);
+  auto delta = torch::sigmoid(w_logit.to(ct)).unsqueeze(-1) * p.to(ct);
+  if (gate_logit.defined()) {
+    auto logit = gate_logit.to(ct).view({p.size(0), 1, 1, 1, 1});
+    Tensor gate;
+    if (hard) {
+      gate = (logit > 0).to(ct);
+    } else {
+      auto noisy = logit;
+      if (u.defined()) {
+        auto uc = u.to(ct).reshape(w_logit.sizes()).unsqueeze(-1);
+        noisy = logit - torch::log(-torch::log(uc + 1e-20) + 1e-20);
+      }
+      gate = torch::sigmoid(noisy / tau.to(ct).view({p.size(0), 1, 1, 1, 1}));
     }
-    gate = torch::sigmoid(noisy / tau);
+    delta = gate * delta;
   }
-  auto delta = gate * torch::sigmoid(w_logit.to(ct)).unsqueeze(-1) * p.to(ct);
   if (!target.defined()) return delta.to(p.scalar_type());
   return (target.to(ct) + delta).to(target.scalar_type());
 }
 
-torch::Tensor gated_combine(const Tensor& target, const Tensor& w_logit, const Tensor& p,
-                            const Tensor& gate_logit, const Tensor& u_in, double tau, bool hard) {
+Tensor gated_combine(const Tensor& target, const Tensor& w_logit, const Tensor& p,
+                     const Tensor& gate_logit, const Tensor& u_in, const Tensor& tau, bool hard) {
   C2C_CHECK(p.defined() && p.dim() == 5, "gated_combine: p must be (S, B, H, N, D), got ",
             shape_of(p));
   const auto rows = p.sizes().slice(0, 4);
@@ -351,36 +495,29 @@ torch::Tensor gated_combine(const Tensor& target, const Tensor& w_logit, const T
             shape_of(target), " must have p's shape ", shape_of(p));
   C2C_CHECK(w_logit.defined() && w_logit.sizes() == rows, "gated_combine: w_logit ",
             shape_of(w_logit), " must be (S, B, H, N) of p ", shape_of(p));
-  C2C_CHECK(gate_logit.defined() && gate_logit.numel() == p.size(0), "gated_combine: gate_logit ",
-            shape_of(gate_logit), " must hold one logit per S = ", p.size(0));
+  C2C_CHECK(!gate_logit.defined() || gate_logit.numel() == p.size(0),
+            "gated_combine: gate_logit ", shape_of(gate_logit), " must hold one logit per S = ",
+            p.size(0));
+  const bool soft = gate_logit.defined() && !hard;
+  C2C_CHECK(!soft || (tau.defined() && tau.numel() == p.size(0)), "gated_combine: tau ",
+            shape_of(tau), " must hold one temperature per S = ", p.size(0));
   Tensor u = u_in;
   if (u.defined() && u.dim() == 5 && u.size(4) == 1) u = u.squeeze(4);
   C2C_CHECK(!u.defined() || u.sizes() == rows, "gated_combine: noise u ", shape_of(u_in),
             " must be (S, B, H, N) or (S, B, H, N, 1) of p ", shape_of(p));
-  C2C_CHECK(hard || tau > 0, "gated_combine: temperature tau must be > 0, got ", tau);
-  for (const Tensor* t :
-       std::initializer_list<const Tensor*>{&target, &w_logit, &gate_logit, &u})
-    C2C_CHECK(!t->defined() || t->device() == p.device(), "gated_combine: inputs on ",
-              t->device().str(), " and ", p.device().str());
-  auto gl = gate_logit.reshape({p.size(0)});
-  if (!use_kernel_path(p)) return gated_combine_unfused(target, w_logit, p, gl, u, tau, hard);
-  return GatedCombineFunction::apply(placeholder_if_undefined(target, p), w_logit, p, gl,
-                                     placeholder_if_undefined(u, p), tau, hard, target.defined(),
-                                     u.defined());
-}
-
-torch::Tensor gelu_residual_unfused(const Tensor& x, const Tensor& a) {
-  auto g = torch::gelu(a);
-  return x.defined() ? x + g : g;
-}
-
-torch::Tensor gelu_residual(const Tensor& x, const Tensor& a) {
-  C2C_CHECK(a.defined(), "gelu_residual: a is undefined");
-  C2C_CHECK(!x.defined() || (x.sizes() == a.sizes() && x.device() == a.device()),
-            "gelu_residual: x ", shape_of(x), " must have a's shape ", shape_of(a),
-            " and device");
-  if (!use_kernel_path(a)) return gelu_residual_unfused(x, a);
-  return GeluResidualFunction::apply(placeholder_if_undefined(x, a), a, x.defined());
+  check_same_device(target, p, "gated_combine", "target");
+  check_same_device(w_logit, p, "gated_combine", "w_logit");
+  check_same_device(gate_logit, p, "gated_combine", "gate_logit");
+  check_same_device(u, p, "gated_combine", "u");
+  check_same_device(tau, p, "gated_combine", "tau");
+  auto gl = gate_logit.defined() ? gate_logit.reshape({p.size(0)}) : Tensor();
+  auto tt = soft ? tau.reshape({p.size(0)}) : Tensor();
+  if (!use_kernel_path(p, Op::gated_combine))
+    return gated_combine_unfused(target, w_logit, p, gl, u, tt, hard);
+  const int64_t present = (target.defined() ? 1 : 0) | (gl.defined() ? 2 : 0) | (u.defined() ? 4 : 0);
+  return GatedCombineFunction::apply(placeholder_if_undefined(target, p), w_logit, p,
+                                     placeholder_if_undefined(gl, p), placeholder_if_undefined(u, p),
+                                     placeholder_if_undefined(tt, p), hard, present);
 }
 
 }  // namespace c2c::kernels

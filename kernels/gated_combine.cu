@@ -31,26 +31,27 @@ __device__ __forceinline__ int64_t offset4(const RowIndex& r, const int64_t* st)
   return r.s * st[0] + r.b * st[1] + r.h * st[2] + r.n * st[3];
 }
 
-__device__ __forceinline__ float gate_value(float logit, const float* u, int64_t u_off, float tau,
-                                            bool hard) {
-  if (hard) return logit > 0.f ? 1.f : 0.f;
+__device__ __forceinline__ float gate_value(const float* logit, int64_t s, const float* u,
+                                            int64_t u_off, const float* tau, bool hard) {
+  if (!logit) return 1.f;  // no gate
+  if (hard) return logit[s] > 0.f ? 1.f : 0.f;
   float gumbel = 0.f;
   if (u) gumbel = -logf(-logf(u[u_off] + 1e-20f) + 1e-20f);
-  return sigmoidf_((logit + gumbel) / tau);
+  return sigmoidf_((logit[s] + gumbel) / tau[s]);
 }
 
 template <typename T>
 __global__ void gated_combine_forward_kernel(const T* __restrict__ target,
                                              const T* __restrict__ w, const T* __restrict__ p,
                                              const float* __restrict__ gate_logit,
-                                             const float* __restrict__ u, float tau, bool hard,
+                                             const float* __restrict__ u, const float* __restrict__ tau, bool hard,
                                              T* __restrict__ out, GatedCombineShape sh,
                                              GatedCombineStrides st) {
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + (threadIdx.x >> 5);
   const int lane = threadIdx.x & 31;
   if (row >= sh.rows()) return;  // warp-uniform
   const RowIndex r = split_row(row, sh);
-  const float g = gate_value(gate_logit[r.s], u, u ? offset4(r, st.u) : 0, tau, hard);
+  const float g = gate_value(gate_logit, r.s, u, u ? offset4(r, st.u) : 0, tau, hard);
   const float ga = g * sigmoidf_(to_float(w[offset4(r, st.w)]));
   const T* pr = p + offset4(r, st.p);
   T* orow = out + row * sh.D;
@@ -67,7 +68,7 @@ template <typename T>
 __global__ void gated_combine_backward_kernel(const T* __restrict__ d_out,
                                               const T* __restrict__ w, const T* __restrict__ p,
                                               const float* __restrict__ gate_logit,
-                                              const float* __restrict__ u, float tau, bool hard,
+                                              const float* __restrict__ u, const float* __restrict__ tau, bool hard,
                                               T* __restrict__ d_p, T* __restrict__ d_w,
                                               float* __restrict__ row_scratch,
                                               GatedCombineShape sh, GatedCombineStrides st) {
@@ -75,7 +76,7 @@ __global__ void gated_combine_backward_kernel(const T* __restrict__ d_out,
   const int lane = threadIdx.x & 31;
   if (row >= sh.rows()) return;  // warp-uniform, so the shuffles below see full warps
   const RowIndex r = split_row(row, sh);
-  const float g = gate_value(gate_logit[r.s], u, u ? offset4(r, st.u) : 0, tau, hard);
+  const float g = gate_value(gate_logit, r.s, u, u ? offset4(r, st.u) : 0, tau, hard);
   const float alpha = sigmoidf_(to_float(w[offset4(r, st.w)]));
   const float ga = g * alpha;
   const T* pr = p + offset4(r, st.p);
@@ -90,7 +91,7 @@ __global__ void gated_combine_backward_kernel(const T* __restrict__ d_out,
   dot = warp_sum(dot);
   if (lane == 0) {
     d_w[row] = from_float<T>(dot * g * alpha * (1.f - alpha));
-    row_scratch[row] = hard ? 0.f : dot * alpha * g * (1.f - g) / tau;
+    row_scratch[row] = hard || !gate_logit ? 0.f : dot * alpha * g * (1.f - g) / tau[r.s];
   }
 }
 
@@ -113,7 +114,7 @@ unsigned blocks_for(int64_t rows) {
 
 template <typename T>
 void gated_combine_forward(const T* target, const T* w_logit, const T* p, const float* gate_logit,
-                           const float* u, float tau, bool hard, T* out,
+                           const float* u, const float* tau, bool hard, T* out,
                            const GatedCombineShape& shape, const GatedCombineStrides& strides,
                            cudaStream_t stream) {
   if (shape.rows() == 0 || shape.D == 0) return;
@@ -124,18 +125,20 @@ void gated_combine_forward(const T* target, const T* w_logit, const T* p, const 
 
 template <typename T>
 void gated_combine_backward(const T* d_out, const T* w_logit, const T* p, const float* gate_logit,
-                            const float* u, float tau, bool hard, T* d_p, T* d_w,
+                            const float* u, const float* tau, bool hard, T* d_p, T* d_w,
                             float* d_gate_logit, float* row_scratch,
                             const GatedCombineShape& shape, const GatedCombineStrides& strides,
                             cudaStream_t stream) {
   if (shape.S == 0) return;
   if (shape.rows() == 0) {
+    if (!d_gate_logit) return;
     C2C_CUDA_CHECK(cudaMemsetAsync(d_gate_logit, 0, sizeof(float) * shape.S, stream));
     return;
   }
   gated_combine_backward_kernel<T><<<blocks_for(shape.rows()), kThreads, 0, stream>>>(
       d_out, w_logit, p, gate_logit, u, tau, hard, d_p, d_w, row_scratch, shape, strides);
   C2C_CUDA_CHECK(cudaGetLastError());
+  if (!gate_logit) return;  // no gate, no gate gradient
   sum_groups_kernel<<<static_cast<unsigned>(shape.S), kThreads, 0, stream>>>(
       row_scratch, d_gate_logit, shape.rows() / shape.S);
   C2C_CUDA_CHECK(cudaGetLastError());
@@ -143,11 +146,12 @@ void gated_combine_backward(const T* d_out, const T* w_logit, const T* p, const 
 
 #define C2C_INSTANTIATE(T)                                                                    \
   template void gated_combine_forward<T>(const T*, const T*, const T*, const float*,          \
-                                         const float*, float, bool, T*,                       \
+                                         const float*, const float*, bool, T*,                \
                                          const GatedCombineShape&, const GatedCombineStrides&, \
                                          cudaStream_t);                                       \
   template void gated_combine_backward<T>(const T*, const T*, const T*, const float*,         \
-                                          const float*, float, bool, T*, T*, float*, float*,  \
+                                          const float*, const float*, bool, T*, T*, float*,   \
+                                          float*,                                             \
                                           const GatedCombineShape&,                           \
                                           const GatedCombineStrides&, cudaStream_t);
 C2C_INSTANTIATE(float)

@@ -29,7 +29,8 @@ GatedCombineStrides strides_of(const torch::Tensor& target, const torch::Tensor&
 }
 
 void check_inputs(const torch::Tensor& target, const torch::Tensor& w, const torch::Tensor& p,
-                  const torch::Tensor& gate_logit, const torch::Tensor& u) {
+                  const torch::Tensor& gate_logit, const torch::Tensor& u,
+                  const torch::Tensor& tau, bool hard) {
   const char* op = "gated_combine";
   check_cuda(p, op, "p");
   check_float_or_bf16(p, op, "p");
@@ -40,9 +41,14 @@ void check_inputs(const torch::Tensor& target, const torch::Tensor& w, const tor
   }
   C2C_CHECK(w.dim() == 4 && w.sizes() == p.sizes().slice(0, 4), op,
             ": w_logit must be (S, B, H, N)");
-  C2C_CHECK(gate_logit.scalar_type() == torch::kFloat32 && gate_logit.numel() == p.size(0) &&
-                gate_logit.device() == p.device(),
-            op, ": gate_logit must be float32 (S) on the device of p");
+  if (gate_logit.defined())
+    C2C_CHECK(gate_logit.scalar_type() == torch::kFloat32 && gate_logit.numel() == p.size(0) &&
+                  gate_logit.device() == p.device(),
+              op, ": gate_logit must be float32 (S) on the device of p");
+  if (gate_logit.defined() && !hard)
+    C2C_CHECK(tau.defined() && tau.scalar_type() == torch::kFloat32 &&
+                  tau.numel() == p.size(0) && tau.device() == p.device(),
+              op, ": tau must be float32 (S) on the device of p");
   if (u.defined())
     C2C_CHECK(u.scalar_type() == torch::kFloat32 && u.sizes() == p.sizes().slice(0, 4) &&
                   u.device() == p.device(),
@@ -53,10 +59,12 @@ void check_inputs(const torch::Tensor& target, const torch::Tensor& w, const tor
 
 torch::Tensor gated_combine_forward(const torch::Tensor& target, const torch::Tensor& w,
                                     const torch::Tensor& p, const torch::Tensor& gate_logit_in,
-                                    const torch::Tensor& u, double tau, bool hard) {
-  check_inputs(target, w, p, gate_logit_in, u);
+                                    const torch::Tensor& u, const torch::Tensor& tau_in,
+                                    bool hard) {
+  check_inputs(target, w, p, gate_logit_in, u, tau_in, hard);
   const c10::cuda::CUDAGuard guard(p.device());
-  auto gate_logit = gate_logit_in.contiguous();
+  auto gate_logit = gate_logit_in.defined() ? gate_logit_in.contiguous() : torch::Tensor();
+  auto tau = tau_in.defined() ? tau_in.contiguous() : torch::Tensor();
   const auto shape = shape_of(p);
   const auto strides = strides_of(target, p, w, u);
   auto out = torch::empty(p.sizes(), p.options().memory_format(at::MemoryFormat::Contiguous));
@@ -64,9 +72,8 @@ torch::Tensor gated_combine_forward(const torch::Tensor& target, const torch::Te
   dispatch_float_bf16(p.scalar_type(), [&](auto tag) {
     using S = decltype(tag);
     kernels::gated_combine_forward<S>(ptr<S>(target), ptr<S>(w), ptr<S>(p),
-                                      gate_logit.data_ptr<float>(), ptr<float>(u),
-                                      static_cast<float>(tau), hard, ptr<S>(out), shape, strides,
-                                      stream);
+                                      ptr<float>(gate_logit), ptr<float>(u), ptr<float>(tau),
+                                      hard, ptr<S>(out), shape, strides, stream);
   });
   return out;
 }
@@ -74,26 +81,29 @@ torch::Tensor gated_combine_forward(const torch::Tensor& target, const torch::Te
 std::vector<torch::Tensor> gated_combine_backward(const torch::Tensor& d_out_in,
                                                   const torch::Tensor& w, const torch::Tensor& p,
                                                   const torch::Tensor& gate_logit_in,
-                                                  const torch::Tensor& u, double tau, bool hard) {
-  check_inputs(torch::Tensor(), w, p, gate_logit_in, u);
+                                                  const torch::Tensor& u,
+                                                  const torch::Tensor& tau_in, bool hard) {
+  check_inputs(torch::Tensor(), w, p, gate_logit_in, u, tau_in, hard);
   check_same(p, d_out_in, "gated_combine backward", "grad");
   const c10::cuda::CUDAGuard guard(p.device());
   auto d_out = d_out_in.contiguous();
-  auto gate_logit = gate_logit_in.contiguous();
+  auto gate_logit = gate_logit_in.defined() ? gate_logit_in.contiguous() : torch::Tensor();
+  auto tau = tau_in.defined() ? tau_in.contiguous() : torch::Tensor();
   const auto shape = shape_of(p);
   const auto strides = strides_of(torch::Tensor(), p, w, u);
   auto opts = p.options().memory_format(at::MemoryFormat::Contiguous);
   auto d_p = torch::empty(p.sizes(), opts);
   auto d_w = torch::empty(w.sizes(), opts);
-  auto d_gate = torch::empty({shape.S}, opts.dtype(torch::kFloat32));
+  auto d_gate = gate_logit.defined() ? torch::empty({shape.S}, opts.dtype(torch::kFloat32))
+                                     : torch::Tensor();
   auto scratch = torch::empty({shape.rows()}, opts.dtype(torch::kFloat32));
   auto stream = at::cuda::getCurrentCUDAStream().stream();
   dispatch_float_bf16(p.scalar_type(), [&](auto tag) {
     using S = decltype(tag);
     kernels::gated_combine_backward<S>(ptr<S>(d_out), ptr<S>(w), ptr<S>(p),
-                                       gate_logit.data_ptr<float>(), ptr<float>(u),
-                                       static_cast<float>(tau), hard, ptr<S>(d_p), ptr<S>(d_w),
-                                       d_gate.data_ptr<float>(), scratch.data_ptr<float>(), shape,
+                                       ptr<float>(gate_logit), ptr<float>(u), ptr<float>(tau),
+                                       hard, ptr<S>(d_p), ptr<S>(d_w),
+                                       ptr<float>(d_gate), scratch.data_ptr<float>(), shape,
                                        strides, stream);
   });
   return {d_p, d_w, d_gate};

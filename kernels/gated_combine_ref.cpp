@@ -14,11 +14,12 @@ T sigmoid(T x) {
 }
 
 template <typename T>
-T gate_value(T logit, const T* u, int64_t u_off, double tau, bool hard) {
-  if (hard) return logit > T(0) ? T(1) : T(0);
+T gate_value(const T* logit, int64_t s, const T* u, int64_t u_off, const T* tau, bool hard) {
+  if (!logit) return T(1);  // no gate
+  if (hard) return logit[s] > T(0) ? T(1) : T(0);
   T gumbel = 0;
   if (u) gumbel = -std::log(-std::log(u[u_off] + T(1e-20)) + T(1e-20));
-  return sigmoid<T>((logit + gumbel) / static_cast<T>(tau));
+  return sigmoid<T>((logit[s] + gumbel) / tau[s]);
 }
 
 // Calls f(row, s, offset of w/u row, offset of target row, offset of p row) for every row.
@@ -41,10 +42,10 @@ void for_rows(const GatedCombineShape& sh, const GatedCombineStrides& st, F&& f)
 
 template <typename T>
 void gated_combine_forward_ref(const T* target, const T* w_logit, const T* p, const T* gate_logit,
-                               const T* u, double tau, bool hard, T* out,
+                               const T* u, const T* tau, bool hard, T* out,
                                const GatedCombineShape& sh, const GatedCombineStrides& st) {
   for_rows(sh, st, [&](int64_t row, int64_t s, int64_t ow, int64_t ou, int64_t ot, int64_t op) {
-    const T ga = gate_value<T>(gate_logit[s], u, ou, tau, hard) * sigmoid<T>(w_logit[ow]);
+    const T ga = gate_value<T>(gate_logit, s, u, ou, tau, hard) * sigmoid<T>(w_logit[ow]);
     for (int64_t d = 0; d < sh.D; ++d) {
       const T base = target ? target[ot + d * st.target[4]] : T(0);
       out[row * sh.D + d] = base + ga * p[op + d * st.p[4]];
@@ -54,12 +55,12 @@ void gated_combine_forward_ref(const T* target, const T* w_logit, const T* p, co
 
 template <typename T>
 void gated_combine_backward_ref(const T* d_out, const T* w_logit, const T* p, const T* gate_logit,
-                                const T* u, double tau, bool hard, T* d_p, T* d_w,
+                                const T* u, const T* tau, bool hard, T* d_p, T* d_w,
                                 T* d_gate_logit, const GatedCombineShape& sh,
                                 const GatedCombineStrides& st) {
   std::vector<double> gate_acc(static_cast<size_t>(sh.S), 0.0);
   for_rows(sh, st, [&](int64_t row, int64_t s, int64_t ow, int64_t ou, int64_t, int64_t op) {
-    const T g = gate_value<T>(gate_logit[s], u, ou, tau, hard);
+    const T g = gate_value<T>(gate_logit, s, u, ou, tau, hard);
     const T alpha = sigmoid<T>(w_logit[ow]);
     double dot = 0;
     for (int64_t d = 0; d < sh.D; ++d) {
@@ -68,17 +69,18 @@ void gated_combine_backward_ref(const T* d_out, const T* w_logit, const T* p, co
       d_p[row * sh.D + d] = g * alpha * go;
     }
     d_w[row] = static_cast<T>(dot * g * alpha * (1 - static_cast<double>(alpha)));
-    if (!hard) gate_acc[s] += dot * alpha * g * (1 - static_cast<double>(g)) / tau;
+    if (!hard && gate_logit) gate_acc[s] += dot * alpha * g * (1 - static_cast<double>(g)) / tau[s];
   });
-  for (int64_t s = 0; s < sh.S; ++s) d_gate_logit[s] = static_cast<T>(gate_acc[s]);
+  if (gate_logit)
+    for (int64_t s = 0; s < sh.S; ++s) d_gate_logit[s] = static_cast<T>(gate_acc[s]);
 }
 
 #define C2C_INSTANTIATE(T)                                                                     \
   template void gated_combine_forward_ref<T>(const T*, const T*, const T*, const T*, const T*, \
-                                             double, bool, T*, const GatedCombineShape&,       \
+                                             const T*, bool, T*, const GatedCombineShape&,     \
                                              const GatedCombineStrides&);                      \
   template void gated_combine_backward_ref<T>(const T*, const T*, const T*, const T*,          \
-                                              const T*, double, bool, T*, T*, T*,              \
+                                              const T*, const T*, bool, T*, T*, T*,            \
                                               const GatedCombineShape&,                        \
                                               const GatedCombineStrides&);
 C2C_INSTANTIATE(float)

@@ -38,4 +38,19 @@ inline GatedCombineStrides contiguous_strides(const GatedCombineShape& s) {
   return st;
 }
 
+// Counter-based uniform numbers for dropout: element i of a call seeded `seed` keeps its value
+// when counter_uniform(seed, i) >= p. A pure function of (seed, i) (splitmix64 finaliser applied
+// twice), identical on the host and the device, so the backward regenerates the mask instead of
+// storing it and the CPU reference and the CUDA kernel draw the same mask.
+C2C_HOST_DEVICE inline uint64_t mix64(uint64_t z) {
+  z += 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+// In [0, 1) on a 2^-24 grid (exact in float).
+C2C_HOST_DEVICE inline float counter_uniform(uint64_t seed, uint64_t i) {
+  return static_cast<float>(mix64(seed ^ mix64(i)) >> 40) * (1.0f / 16777216.0f);
+}
+
 }  // namespace c2c::kernels

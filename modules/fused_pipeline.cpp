@@ -171,6 +171,7 @@ GenerateResult FusedPipeline::generate(const std::vector<std::vector<int64_t>>& 
     fuse_into(cache, sharer_caches, inputs);
   });
   r.timings.prefill_s += sharer_s;
+  r.timings.sharer_prefill_s = sharer_s;
   return r;
 }
 

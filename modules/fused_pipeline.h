@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "modules/c2c_forward.h"
 #include "modules/fuser_checkpoint.h"
 #include "modules/generate.h"
 #include "modules/llm.h"
@@ -49,6 +50,11 @@ class FusedPipeline {
   GenerateResult generate(const std::vector<std::vector<int64_t>>& prompts,
                           const std::vector<SharerInput>& sharer_inputs,
                           const GenerateOptions& opts) const;
+
+  // The C2C forward and loss of a batch through this pipeline's receiver (c2c_forward.h).
+  C2CLoss loss(const std::vector<PairedSample>& batch, const C2CLossOptions& options = {}) const {
+    return c2c_loss(*receiver_, this, batch, options);
+  }
 
   // Fuses slots [0, S) of `cache` (the receiver's, holding the prompt prefixes) in place, from
   // the sharers' prefilled caches and the alignment. Used by generate() and by training.

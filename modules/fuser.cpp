@@ -5,6 +5,8 @@
 
 #include <cmath>
 
+#include "kernels/fused_ops.h"
+#include "kernels/kernel_types.h"
 #include "modules/common/error.h"
 
 namespace c2c {
@@ -35,11 +37,14 @@ double gate_temperature(int64_t step, double tau0, double tau1, int64_t anneal_s
 // ---- config --------------------------------------------------------------------------------
 
 int64_t FuserConfig::parameters_per_layer() const {
-  const int64_t h = hidden_dim, m = intermediate_dim, in = in_dim(), out = out_dim();
-  const int64_t ffn_m = h + 2 * h * m, ffn_h = h + 2 * h * h;
-  const int64_t branch = (in + out) * h + h + ffn_m + ffn_h + target_num_heads * h +
-                         target_num_heads + (num_layers - 2) * ffn_m + out * h + out;
-  return 2 * branch + 2;
+  int64_t n = 0;
+  for (const FuserTensor& e : fuser_tensor_table(*this)) {
+    if (!e.branched) continue;  // the temperature is a buffer
+    int64_t numel = 1;
+    for (int64_t d : e.shape) numel *= d;
+    n += 2 * numel;
+  }
+  return n;
 }
 
 void FuserConfig::validate() const {
@@ -144,94 +149,113 @@ FuserConfig FuserConfig::from_json(const nlohmann::json& j, const std::string& w
 
 // ---- the module ----------------------------------------------------------------------------
 
-// Tensors with leading dims (2, n): the whole stack (n = Lf) or one layer's slice (n = 1).
-struct StackedFuserImpl::Weights {
-  torch::Tensor in_weight, in_bias, mlp1_norm, mlp1_w1, mlp1_w2, scalar_norm, scalar_w1,
-      scalar_w2, scalar_head_weight, scalar_head_bias, proj_out_weight, proj_out_bias,
-      gate_logit;
-  std::vector<torch::Tensor> proj_norm, proj_w1, proj_w2;
-  torch::Tensor temperature;  // (n)
-};
+// ---- the parameter table ------------------------------------------------------------------
 
-StackedFuserImpl::StackedFuserImpl(const FuserConfig& config, int64_t num_fusers, uint64_t seed)
-    : config_(config), num_fusers_(num_fusers) {
-  config_.validate();
-  C2C_CHECK(num_fusers > 0, "a fuser set needs at least one layer, got ", num_fusers);
-  const int64_t Lf = num_fusers, h = config_.hidden_dim, m = config_.intermediate_dim;
-  const int64_t in = config_.in_dim(), out = config_.out_dim(), Hr = config_.target_num_heads;
-  reseed(seed);
-  torch::NoGradGuard no_grad;
-  // torch.nn.Linear's default: weight and bias uniform in +-1/sqrt(fan_in).
-  auto linear = [&](const std::string& name, std::vector<int64_t> shape, int64_t fan_in) {
-    const double bound = 1.0 / std::sqrt(static_cast<double>(fan_in));
-    auto t = torch::empty(shape).uniform_(-bound, bound, *generator_);
-    return register_parameter(name, t);
+std::vector<FuserTensor> fuser_tensor_table(const FuserConfig& c) {
+  const int64_t h = c.hidden_dim, m = c.intermediate_dim, in = c.in_dim(), out = c.out_dim();
+  const int64_t Hr = c.target_num_heads;
+  using I = FuserTensor::Init;
+  std::vector<FuserTensor> t{
+      {"gate_logit", "gate_logit", {}, I::zeros, 0, true},
+      {"gate_temperature", "gate_temperature", {}, I::temperature, 0, false},
+      {"in.weight", "in_weight", {h, in + out}, I::linear, in + out, true},
+      {"in.bias", "in_bias", {h}, I::linear, in + out, true}};
+  auto block = [&](const std::string& name, const std::string& member, int64_t inner) {
+    t.push_back({name + ".norm.weight", member + "norm", {h}, I::ones, 0, true});
+    t.push_back({name + ".w1.weight", member + "w1", {inner, h}, I::linear, h, true});
+    t.push_back({name + ".w2.weight", member + "w2", {h, inner}, I::linear, inner, true});
   };
-  auto ones = [&](const std::string& name, std::vector<int64_t> shape) {
-    return register_parameter(name, torch::ones(shape));
-  };
-  in_weight_ = linear("in_weight", {2, Lf, h, in + out}, in + out);
-  in_bias_ = linear("in_bias", {2, Lf, h}, in + out);
-  mlp1_norm_ = ones("mlp1_norm", {2, Lf, h});
-  mlp1_w1_ = linear("mlp1_w1", {2, Lf, m, h}, h);
-  mlp1_w2_ = linear("mlp1_w2", {2, Lf, h, m}, m);
-  scalar_norm_ = ones("scalar_mlp2_norm", {2, Lf, h});
-  scalar_w1_ = linear("scalar_mlp2_w1", {2, Lf, h, h}, h);
-  scalar_w2_ = linear("scalar_mlp2_w2", {2, Lf, h, h}, h);
-  scalar_head_weight_ = linear("scalar_head_weight", {2, Lf, Hr, h}, h);
-  scalar_head_bias_ = linear("scalar_head_bias", {2, Lf, Hr}, h);
-  for (int64_t j = 0; j < config_.num_layers - 2; ++j) {
-    const std::string p = "proj_mlp2_" + std::to_string(j) + "_";
-    proj_norm_.push_back(ones(p + "norm", {2, Lf, h}));
-    proj_w1_.push_back(linear(p + "w1", {2, Lf, m, h}, h));
-    proj_w2_.push_back(linear(p + "w2", {2, Lf, h, m}, m));
-  }
-  proj_out_weight_ = linear("proj_out_weight", {2, Lf, out, h}, h);
-  proj_out_bias_ = linear("proj_out_bias", {2, Lf, out}, h);
-  gate_logit_ = register_parameter("gate_logit", torch::zeros({2, Lf}));
-  gate_temperature_ = register_buffer(
-      "gate_temperature", torch::full({Lf}, config_.initial_temperature, torch::kFloat32));
+  block("mlp1.blocks.0", "mlp1_", m);
+  block("scalar_mlp2.blocks.0", "scalar_mlp2_", h);
+  t.push_back({"scalar_head.weight", "scalar_head_weight", {Hr, h}, I::linear, h, true});
+  t.push_back({"scalar_head.bias", "scalar_head_bias", {Hr}, I::linear, h, true});
+  for (int64_t j = 0; j < c.num_layers - 2; ++j)
+    block("proj_mlp2.blocks." + std::to_string(j), "proj_mlp2_" + std::to_string(j) + "_", m);
+  t.push_back({"proj_out.weight", "proj_out_weight", {out, h}, I::linear, h, true});
+  t.push_back({"proj_out.bias", "proj_out_bias", {out}, I::linear, h, true});
+  return t;
 }
 
-torch::Dtype StackedFuserImpl::dtype() const { return in_weight_.scalar_type(); }
+namespace {
+// Positions in the table (fuser_tensor_table's order); an FFN block at base b holds its norm
+// at b, W1 at b + 1 and W2 at b + 2.
+enum : size_t { kGate = 0, kTemperature, kInW, kInB, kMlp1, kScalar = kMlp1 + 3, kHeadW = kScalar + 3,
+                kHeadB, kProj };
+size_t proj_block(int64_t j) { return kProj + 3 * static_cast<size_t>(j); }
+size_t proj_out(const FuserConfig& c) { return proj_block(c.num_layers - 2); }
+}  // namespace
+
+StackedFuserImpl::StackedFuserImpl(const FuserConfig& config, int64_t num_fusers, uint64_t seed)
+    : config_(config), num_fusers_(num_fusers), table_(fuser_tensor_table(config_)) {
+  config_.validate();
+  C2C_CHECK(num_fusers > 0, "a fuser set needs at least one layer, got ", num_fusers);
+  reseed(seed);
+  torch::NoGradGuard no_grad;
+  tensors_.resize(table_.size());
+  // Every tensor stacked (2 branches, Lf, shape...), the temperature (Lf). Created in the table's
+  // order with the gate and the temperature last, so the initialisation draws (torch.nn.Linear's
+  // uniform +-1/sqrt(fan_in) for weights and biases) and the registered order are the same for
+  // every fuser ever made.
+  auto create = [&](size_t i) {
+    const FuserTensor& e = table_[i];
+    std::vector<int64_t> shape{2, num_fusers};
+    shape.insert(shape.end(), e.shape.begin(), e.shape.end());
+    using I = FuserTensor::Init;
+    switch (e.init) {
+      case I::linear: {
+        const double bound = 1.0 / std::sqrt(static_cast<double>(e.fan_in));
+        tensors_[i] = register_parameter(e.member, torch::empty(shape).uniform_(-bound, bound, *generator_));
+        break;
+      }
+      case I::ones: tensors_[i] = register_parameter(e.member, torch::ones(shape)); break;
+      case I::zeros: tensors_[i] = register_parameter(e.member, torch::zeros(shape)); break;
+      case I::temperature:
+        tensors_[i] = register_buffer(
+            e.member, torch::full({num_fusers}, config_.initial_temperature, torch::kFloat32));
+        break;
+    }
+  };
+  for (size_t i = kInW; i < table_.size(); ++i) create(i);
+  create(kGate);
+  create(kTemperature);
+}
+
+torch::Dtype StackedFuserImpl::dtype() const { return tensors_[kInW].scalar_type(); }
+
+torch::Tensor StackedFuserImpl::gate_logits() const {
+  return config_.variant == FuserVariant::full ? tensors_[kGate] : torch::Tensor();
+}
+
+const torch::Tensor& StackedFuserImpl::temperatures() const { return tensors_[kTemperature]; }
 
 void StackedFuserImpl::reseed(uint64_t seed) {
-  const torch::Device device = in_weight_.defined() ? in_weight_.device() : torch::kCPU;
+  const torch::Device device = tensors_.empty() ? torch::Device(torch::kCPU) : tensors_[kInW].device();
   at::Generator gen = at::globalContext().defaultGenerator(device).clone();
   gen.set_current_seed(seed);
   generator_ = gen;
+  dropout_seed_ = seed;
+  dropout_calls_ = 0;
+}
+
+double StackedFuserImpl::temperature_at(int64_t step) const {
+  return gate_temperature(step, config_.initial_temperature, config_.final_temperature,
+                          config_.anneal_steps, config_.anneal);
 }
 
 void StackedFuserImpl::set_step(int64_t step) {
   torch::NoGradGuard no_grad;
-  gate_temperature_.fill_(gate_temperature(step, config_.initial_temperature,
-                                           config_.final_temperature, config_.anneal_steps,
-                                           config_.anneal));
+  tensors_[kTemperature].fill_(temperature_at(step));
 }
 
-StackedFuserImpl::Weights StackedFuserImpl::all_weights() const {
-  return Weights{in_weight_,          in_bias_,         mlp1_norm_,      mlp1_w1_,
-                 mlp1_w2_,            scalar_norm_,     scalar_w1_,      scalar_w2_,
-                 scalar_head_weight_, scalar_head_bias_, proj_out_weight_, proj_out_bias_,
-                 gate_logit_,         proj_norm_,       proj_w1_,        proj_w2_,
-                 gate_temperature_};
-}
+StackedFuserImpl::Weights StackedFuserImpl::all_weights() const { return tensors_; }
 
 StackedFuserImpl::Weights StackedFuserImpl::layer_weights(int64_t layer) const {
   C2C_CHECK(layer >= 0 && layer < num_fusers_, "fuser layer index ", layer,
             " out of range [0, ", num_fusers_, ")");
-  auto s = [&](const torch::Tensor& t) { return t.narrow(1, layer, 1); };  // (2, 1, ...)
-  auto sv = [&](const std::vector<torch::Tensor>& v) {
-    std::vector<torch::Tensor> r;
-    for (const auto& t : v) r.push_back(s(t));
-    return r;
-  };
-  return Weights{s(in_weight_),          s(in_bias_),         s(mlp1_norm_),
-                 s(mlp1_w1_),            s(mlp1_w2_),         s(scalar_norm_),
-                 s(scalar_w1_),          s(scalar_w2_),       s(scalar_head_weight_),
-                 s(scalar_head_bias_),   s(proj_out_weight_), s(proj_out_bias_),
-                 s(gate_logit_),         sv(proj_norm_),      sv(proj_w1_),
-                 sv(proj_w2_),           gate_temperature_.narrow(0, layer, 1)};
+  Weights w;
+  for (size_t i = 0; i < table_.size(); ++i)  // (2, 1, ...), the temperature (1)
+    w.push_back(tensors_[i].narrow(table_[i].branched ? 1 : 0, layer, 1));
+  return w;
 }
 
 namespace {
@@ -258,35 +282,31 @@ void check_shape(const torch::Tensor& t, const std::vector<int64_t>& want, const
 
 }  // namespace
 
-torch::Tensor StackedFuserImpl::maybe_dropout(const torch::Tensor& x) {
-  const double p = config_.dropout;
-  if (!is_training() || p <= 0) return x;
-  // Drawn from our generator (not torch::dropout's global one) so a seed reproduces a run.
-  auto keep = torch::empty_like(x).bernoulli_(1.0 - p, generator_);
-  return x * keep * (1.0 / (1.0 - p));
+uint64_t StackedFuserImpl::next_dropout_seed() {
+  return kernels::mix64(dropout_seed_ ^ kernels::mix64(++dropout_calls_));
 }
 
 // y = x + Dropout(W2 GELU_erf(W1 RMSNorm(x))); x (G, T, h), norm (G, h), w1 (G, m, h), w2 (G, h, m).
+// The elementwise steps are the kernels of fused_ops.h (CUDA kernels for CUDA tensors).
 torch::Tensor StackedFuserImpl::ffn(const torch::Tensor& x, const torch::Tensor& norm,
                                     const torch::Tensor& w1, const torch::Tensor& w2) {
-  auto xf = x.to(torch::kFloat32);
-  auto normed = (xf * torch::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + 1e-6))
-                    .to(x.scalar_type()) * norm.unsqueeze(1);
-  auto hidden = torch::gelu(torch::bmm(normed, w1.transpose(1, 2)));  // (G, T, m)
-  return x + maybe_dropout(torch::bmm(hidden, w2.transpose(1, 2)));   // (G, T, h)
+  auto normed = kernels::rms_norm(x, norm, 1e-6);
+  auto hidden = kernels::gelu(torch::bmm(normed, w1.transpose(1, 2)));  // (G, T, m)
+  const double p = is_training() ? config_.dropout : 0.0;
+  return kernels::dropout_residual(x, torch::bmm(hidden, w2.transpose(1, 2)), p,
+                                   p > 0 ? next_dropout_seed() : 0);  // (G, T, h)
 }
 
-torch::Tensor StackedFuserImpl::delta(const Weights& w, const torch::Tensor& sk,
-                                      const torch::Tensor& sv, const torch::Tensor& rk,
-                                      const torch::Tensor& rv, const GateNoise* noise,
-                                      bool batched_noise) {
+torch::Tensor StackedFuserImpl::combine(const Weights& w, const torch::Tensor& sk,
+                                        const torch::Tensor& sv, const torch::Tensor& rk,
+                                        const torch::Tensor& rv, const torch::Tensor& target,
+                                        const GateNoise* noise, bool batched_noise) {
   const FuserConfig& c = config_;
   C2C_CHECK(sk.defined() && sk.dim() == 5, "fuser input 'sharer_key' must be (Lf, B, H_s, N, D_s)",
             sk.defined() ? ", got shape " + shape_string(sk.sizes()) : std::string());
   const int64_t n = sk.size(0), B = sk.size(1), N = sk.size(3);
   const int64_t Hr = c.target_num_heads, Dr = c.target_head_dim;
-  C2C_CHECK(n == w.in_weight.size(1), "fuser got ", n, " stacked layers, has ",
-            w.in_weight.size(1));
+  C2C_CHECK(n == w[kInW].size(1), "fuser got ", n, " stacked layers, has ", w[kInW].size(1));
   check_shape(sk, {n, B, c.source_num_heads, N, c.source_head_dim}, "sharer_key");
   check_shape(sv, {n, B, c.source_num_heads, N, c.source_head_dim}, "sharer_value");
   check_shape(rk, {n, B, Hr, N, Dr}, "receiver_key");
@@ -308,65 +328,64 @@ torch::Tensor StackedFuserImpl::delta(const Weights& w, const torch::Tensor& sk,
                .to(dt)
                .view({G, T, c.in_dim() + c.out_dim()});  // (G, T, in+out)
 
-  auto z = batched_linear(x, merge_branches(w.in_weight), merge_branches(w.in_bias));  // (G,T,h)
-  z = ffn(z, merge_branches(w.mlp1_norm), merge_branches(w.mlp1_w1), merge_branches(w.mlp1_w2));
+  // The FFN block at table position b, and a linear layer (weight at b, bias at b + 1).
+  auto block = [&](const torch::Tensor& in, size_t b) {
+    return ffn(in, merge_branches(w[b]), merge_branches(w[b + 1]), merge_branches(w[b + 2]));
+  };
+  auto linear = [&](const torch::Tensor& in, size_t b) {
+    return batched_linear(in, merge_branches(w[b]), merge_branches(w[b + 1]));
+  };
+  auto z = block(linear(x, kInW), kMlp1);  // (G, T, h)
 
   auto p = z;
-  for (size_t j = 0; j < w.proj_norm.size(); ++j)
-    p = ffn(p, merge_branches(w.proj_norm[j]), merge_branches(w.proj_w1[j]),
-            merge_branches(w.proj_w2[j]));
-  p = batched_linear(p, merge_branches(w.proj_out_weight), merge_branches(w.proj_out_bias));
-  auto p_heads = p.to(torch::kFloat32).view({2, n, B, N, Hr, Dr}).permute({0, 1, 2, 4, 3, 5});
-  if (c.variant == FuserVariant::projection)  // the fused cache is p itself: delta = p - X_r
-    return p_heads - torch::stack({rk, rv}).to(torch::kFloat32);
-
-  auto s = ffn(z, merge_branches(w.scalar_norm), merge_branches(w.scalar_w1),
-               merge_branches(w.scalar_w2));
-  s = batched_linear(s, merge_branches(w.scalar_head_weight),
-                     merge_branches(w.scalar_head_bias));  // (G, T, H_r)
-  auto alpha = torch::sigmoid(s.to(torch::kFloat32))
-                   .view({2, n, B, N, Hr})
-                   .permute({0, 1, 2, 4, 3})
-                   .unsqueeze(-1);  // (2, n, B, H_r, N, 1)
-  if (c.variant == FuserVariant::projection_fusion) return alpha * p_heads;  // no gate
-
-  auto logit = w.gate_logit.to(torch::kFloat32).view({2, n, 1, 1, 1, 1});
-  torch::Tensor gate;
-  if (is_training()) {
-    torch::Tensor u;  // (2, n, B, H_r, N, 1)
-    if (noise) {
-      const std::vector<int64_t> want =
-          batched_noise ? std::vector<int64_t>{n, B, Hr, N, 1} : std::vector<int64_t>{B, Hr, N, 1};
-      check_shape(noise->key_u, want, "noise.key_u");
-      check_shape(noise->value_u, want, "noise.value_u");
-      u = torch::stack({noise->key_u, noise->value_u})
-              .to(logit.device(), torch::kFloat32)
-              .view({2, n, B, Hr, N, 1});
-    } else if (!gate_noise_) {
-      u = torch::full({2, n, B, Hr, N, 1}, std::exp(-1.0), logit.options());  // G = 0
-    } else {
-      C2C_CHECK(generator_->device().type() == logit.device().type(),
-                "the fuser's generator is on ", generator_->device().str(),
-                " but its weights on ", logit.device().str(), "\nHINT: call reseed(seed) after moving the fuser");
-      u = torch::rand({2, n, B, Hr, N, 1}, generator_, logit.options());
-    }
-    auto gumbel = -torch::log(-torch::log(u + 1e-20) + 1e-20);
-    auto tau = w.temperature.to(torch::kFloat32).view({1, n, 1, 1, 1, 1});
-    gate = torch::sigmoid((logit + gumbel) / tau);  // (2, n, B, H_r, N, 1)
-  } else {
-    gate = (logit > 0).to(torch::kFloat32);  // hard gate, no host sync
+  for (int64_t j = 0; j < c.num_layers - 2; ++j) p = block(p, proj_block(j));
+  p = linear(p, proj_out(c));
+  auto p_heads = p.view({G, B, N, Hr, Dr}).permute({0, 1, 3, 2, 4});  // (G, B, H_r, N, D_r) view
+  if (c.variant == FuserVariant::projection) {  // the fused cache is p itself
+    if (target.defined()) return p_heads.to(target.scalar_type());
+    return p_heads.to(torch::kFloat32) - torch::stack({rk, rv}).to(torch::kFloat32).view(p_heads.sizes());
   }
-  return gate * alpha * p_heads;  // (2, n, B, H_r, N, D_r) fp32
+
+  auto s = linear(block(z, kScalar), kHeadW);  // (G, T, H_r)
+  auto w_logit = s.view({G, B, N, Hr}).permute({0, 1, 3, 2});  // (G, B, H_r, N) view
+  if (c.variant == FuserVariant::projection_fusion)  // no gate
+    return kernels::gated_combine(target, w_logit, p_heads, {}, {}, {}, /*hard=*/false);
+
+  const auto gate_logit = w[kGate].reshape({G});
+  if (!is_training())  // hard gate, no host sync
+    return kernels::gated_combine(target, w_logit, p_heads, gate_logit, {}, {}, /*hard=*/true);
+  torch::Tensor u;  // (G, B, H_r, N); undefined: Gumbel noise 0
+  if (noise) {
+    const std::vector<int64_t> want =
+        batched_noise ? std::vector<int64_t>{n, B, Hr, N, 1} : std::vector<int64_t>{B, Hr, N, 1};
+    check_shape(noise->key_u, want, "noise.key_u");
+    check_shape(noise->value_u, want, "noise.value_u");
+    u = torch::stack({noise->key_u, noise->value_u})
+            .to(gate_logit.device(), torch::kFloat32)
+            .view({G, B, Hr, N});
+  } else if (gate_noise_) {
+    C2C_CHECK(generator_->device().type() == gate_logit.device().type(),
+              "the fuser's generator is on ", generator_->device().str(),
+              " but its weights on ", gate_logit.device().str(),
+              "\nHINT: call reseed(seed) after moving the fuser");
+    u = torch::rand({G, B, Hr, N}, generator_, gate_logit.options().dtype(torch::kFloat32));
+  }
+  auto tau = w[kTemperature].to(torch::kFloat32).repeat({2});  // (G): both branches of a layer
+  return kernels::gated_combine(target, w_logit, p_heads, gate_logit, u, tau, /*hard=*/false);
 }
 
 FusedKV StackedFuserImpl::forward(const torch::Tensor& sharer_key,
                                   const torch::Tensor& sharer_value,
                                   const torch::Tensor& receiver_key,
                                   const torch::Tensor& receiver_value, const GateNoise* noise) {
-  auto d = delta(all_weights(), sharer_key, sharer_value, receiver_key, receiver_value, noise,
-                 /*batched_noise=*/true);
-  return {(receiver_key.to(torch::kFloat32) + d[0]).to(receiver_key.scalar_type()),
-          (receiver_value.to(torch::kFloat32) + d[1]).to(receiver_value.scalar_type())};
+  const int64_t n = receiver_key.defined() && receiver_key.dim() == 5 ? receiver_key.size(0) : 0;
+  auto target = receiver_key.defined() && receiver_value.defined() &&
+                        receiver_key.sizes() == receiver_value.sizes()
+                    ? torch::cat({receiver_key, receiver_value})
+                    : torch::Tensor();
+  auto out = combine(all_weights(), sharer_key, sharer_value, receiver_key, receiver_value, target,
+                     noise, /*batched_noise=*/true);
+  return {out.narrow(0, 0, n), out.narrow(0, n, n)};
 }
 
 FusedKV StackedFuserImpl::forward_delta(const torch::Tensor& sharer_key,
@@ -374,9 +393,10 @@ FusedKV StackedFuserImpl::forward_delta(const torch::Tensor& sharer_key,
                                         const torch::Tensor& receiver_key,
                                         const torch::Tensor& receiver_value,
                                         const GateNoise* noise) {
-  auto d = delta(all_weights(), sharer_key, sharer_value, receiver_key, receiver_value, noise,
-                 /*batched_noise=*/true);
-  return {d[0], d[1]};
+  auto d = combine(all_weights(), sharer_key, sharer_value, receiver_key, receiver_value,
+                   torch::Tensor(), noise, /*batched_noise=*/true);
+  const int64_t n = d.size(0) / 2;
+  return {d.narrow(0, 0, n).to(torch::kFloat32), d.narrow(0, n, n).to(torch::kFloat32)};
 }
 
 FusedKV StackedFuserImpl::forward_layer(int64_t layer, const torch::Tensor& sharer_key,
@@ -387,87 +407,27 @@ FusedKV StackedFuserImpl::forward_layer(int64_t layer, const torch::Tensor& shar
   for (const auto* t : {&sharer_key, &sharer_value, &receiver_key, &receiver_value})
     C2C_CHECK(t->defined() && t->dim() == 4, "forward_layer takes (B, H, N, D) inputs, got ",
               t->defined() ? shape_string(t->sizes()) : std::string("undefined"));
-  auto d = delta(layer_weights(layer), sharer_key.unsqueeze(0), sharer_value.unsqueeze(0),
-                 receiver_key.unsqueeze(0), receiver_value.unsqueeze(0), noise,
-                 /*batched_noise=*/false);
-  return {(receiver_key.to(torch::kFloat32) + d[0][0]).to(receiver_key.scalar_type()),
-          (receiver_value.to(torch::kFloat32) + d[1][0]).to(receiver_value.scalar_type())};
+  auto out = combine(layer_weights(layer), sharer_key.unsqueeze(0), sharer_value.unsqueeze(0),
+                     receiver_key.unsqueeze(0), receiver_value.unsqueeze(0),
+                     torch::stack({receiver_key, receiver_value}), noise, /*batched_noise=*/false);
+  return {out[0], out[1]};
 }
 
 // ---- published per-layer state -------------------------------------------------------------
 
 namespace {
-
-// Names of one layer's state dict in the reference's order, each with a tag saying which stacked
-// tensor holds it: (name, member index, branch), branch -1 for the un-branched ones.
-struct Slot {
-  std::string name;
-  int member;  // index into the list built by stacked_members()
-  int branch;  // 0 key, 1 value, -1 none
-};
-
-enum Member {
-  kGateLogit, kTemperature, kInW, kInB, kMlp1Norm, kMlp1W1, kMlp1W2, kScalarNorm, kScalarW1,
-  kScalarW2, kHeadW, kHeadB, kOutW, kOutB, kProjBase  // kProjBase + 3*j + {0 norm, 1 w1, 2 w2}
-};
-
-std::vector<Slot> slot_table(int64_t num_layers) {
-  std::vector<Slot> s{{"key_gate_logit", kGateLogit, 0},
-                      {"value_gate_logit", kGateLogit, 1},
-                      {"gate_temperature", kTemperature, -1}};
-  auto both = [&](const std::string& suffix, int member) {
-    s.push_back({"key_" + suffix, member, 0});
-    s.push_back({"value_" + suffix, member, 1});
-  };
-  both("in.weight", kInW);
-  both("in.bias", kInB);
-  both("mlp1.blocks.0.norm.weight", kMlp1Norm);
-  both("mlp1.blocks.0.w1.weight", kMlp1W1);
-  both("mlp1.blocks.0.w2.weight", kMlp1W2);
-  both("scalar_mlp2.blocks.0.norm.weight", kScalarNorm);
-  both("scalar_mlp2.blocks.0.w1.weight", kScalarW1);
-  both("scalar_mlp2.blocks.0.w2.weight", kScalarW2);
-  both("scalar_head.weight", kHeadW);
-  both("scalar_head.bias", kHeadB);
-  for (int64_t j = 0; j < num_layers - 2; ++j) {
-    const std::string b = "proj_mlp2.blocks." + std::to_string(j) + ".";
-    both(b + "norm.weight", kProjBase + 3 * static_cast<int>(j));
-    both(b + "w1.weight", kProjBase + 3 * static_cast<int>(j) + 1);
-    both(b + "w2.weight", kProjBase + 3 * static_cast<int>(j) + 2);
-  }
-  both("proj_out.weight", kOutW);
-  both("proj_out.bias", kOutB);
-  return s;
+// The published name of table entry e for branch 0 (key), 1 (value); un-branched: its name.
+std::string published_name(const FuserTensor& e, int branch) {
+  return e.branched ? (branch == 0 ? "key_" : "value_") + e.name : e.name;
 }
-
 }  // namespace
 
 std::vector<std::pair<std::string, std::vector<int64_t>>> StackedFuserImpl::layer_state_shapes(
     const FuserConfig& c) {
-  const int64_t h = c.hidden_dim, m = c.intermediate_dim, in = c.in_dim(), out = c.out_dim();
-  const int64_t Hr = c.target_num_heads;
   std::vector<std::pair<std::string, std::vector<int64_t>>> r;
-  for (const Slot& s : slot_table(c.num_layers)) {
-    std::vector<int64_t> shape;
-    switch (s.member) {
-      case kGateLogit: case kTemperature: break;
-      case kInW: shape = {h, in + out}; break;
-      case kInB: case kMlp1Norm: case kScalarNorm: shape = {h}; break;
-      case kMlp1W1: shape = {m, h}; break;
-      case kMlp1W2: shape = {h, m}; break;
-      case kScalarW1: case kScalarW2: shape = {h, h}; break;
-      case kHeadW: shape = {Hr, h}; break;
-      case kHeadB: shape = {Hr}; break;
-      case kOutW: shape = {out, h}; break;
-      case kOutB: shape = {out}; break;
-      default: {
-        const int k = (s.member - kProjBase) % 3;
-        shape = k == 0 ? std::vector<int64_t>{h}
-                       : k == 1 ? std::vector<int64_t>{m, h} : std::vector<int64_t>{h, m};
-      }
-    }
-    r.emplace_back(s.name, shape);
-  }
+  for (const FuserTensor& e : fuser_tensor_table(c))
+    for (int branch = 0; branch < (e.branched ? 2 : 1); ++branch)
+      r.emplace_back(published_name(e, branch), e.shape);
   return r;
 }
 
@@ -475,21 +435,14 @@ std::vector<std::pair<std::string, torch::Tensor>> StackedFuserImpl::layer_state
     int64_t layer, bool gradients) const {
   C2C_CHECK(layer >= 0 && layer < num_fusers_, "fuser layer index ", layer,
             " out of range [0, ", num_fusers_, ")");
-  std::vector<torch::Tensor> members{gate_logit_,   gate_temperature_,  in_weight_,
-                                     in_bias_,      mlp1_norm_,         mlp1_w1_,
-                                     mlp1_w2_,      scalar_norm_,       scalar_w1_,
-                                     scalar_w2_,    scalar_head_weight_, scalar_head_bias_,
-                                     proj_out_weight_, proj_out_bias_};
-  for (size_t j = 0; j < proj_norm_.size(); ++j) {
-    members.push_back(proj_norm_[j]);
-    members.push_back(proj_w1_[j]);
-    members.push_back(proj_w2_[j]);
-  }
   std::vector<std::pair<std::string, torch::Tensor>> r;
-  for (const Slot& s : slot_table(config_.num_layers)) {
-    const torch::Tensor t = gradients ? members.at(s.member).grad() : members.at(s.member);
+  for (size_t i = 0; i < table_.size(); ++i) {
+    const FuserTensor& e = table_[i];
+    const torch::Tensor t = gradients ? tensors_[i].grad() : tensors_[i];
     if (!t.defined()) continue;
-    r.emplace_back(s.name, s.branch < 0 ? t.select(0, layer) : t.select(0, s.branch).select(0, layer));
+    for (int branch = 0; branch < (e.branched ? 2 : 1); ++branch)
+      r.emplace_back(published_name(e, branch),
+                     e.branched ? t.select(0, branch).select(0, layer) : t.select(0, layer));
   }
   return r;
 }

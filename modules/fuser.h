@@ -67,6 +67,21 @@ struct FuserConfig {
   static FuserConfig from_json(const nlohmann::json& j, const std::string& where);
 };
 
+// One tensor of one layer's state in the published order (the table every part of the fuser
+// derives from: construction, stacking, the per-layer published names and shapes, the checkpoint
+// slots, the gate and temperature accessors).
+struct FuserTensor {
+  std::string name;    // published name without the key_/value_ prefix ("in.weight", ...)
+  std::string member;  // the registered parameter's (or buffer's) name ("in_weight", ...)
+  std::vector<int64_t> shape;  // of one branch of one layer
+  enum class Init { linear, ones, zeros, temperature } init;
+  int64_t fan_in = 0;  // Init::linear: uniform +-1/sqrt(fan_in), as torch.nn.Linear
+  bool branched = true;  // a key_ and a value_ tensor (all but gate_temperature)
+};
+// The table for `config`: gate logit, temperature, in, mlp1, scalar_mlp2, scalar_head, the L-2
+// proj_mlp2 blocks, proj_out.
+std::vector<FuserTensor> fuser_tensor_table(const FuserConfig& config);
+
 // Fused (or delta) keys and values.
 struct FusedKV {
   torch::Tensor key;    // (Lf, B, H_r, N, D_r) from forward, (B, H_r, N, D_r) from forward_layer
@@ -105,15 +120,25 @@ class StackedFuserImpl : public torch::nn::Module {
                         const torch::Tensor& receiver_key, const torch::Tensor& receiver_value,
                         const GateNoise* noise = nullptr);
 
-  // Sets every fuser's gate temperature to gate_temperature(step, ...) of the config.
+  // The gate temperature after optimizer step `step`: gate_temperature(step, ...) of the config,
+  // the one schedule of a run (the loop's logs ask it too).
+  double temperature_at(int64_t step) const;
+  // Sets every fuser's gate temperature to temperature_at(step).
   void set_step(int64_t step);
-  // The generator used for gate noise and dropout (must live on the fuser's device).
+  // The generator of the gate noise (must live on the fuser's device).
   void set_generator(at::Generator generator) { generator_ = std::move(generator); }
-  // A fresh generator on the fuser's current device seeded with `seed`.
+  // A fresh gate-noise generator on the fuser's current device seeded with `seed`, and the
+  // dropout masks' counter sequence restarted from `seed` (fused_ops.h dropout_residual).
   void reseed(uint64_t seed);
-  // false: training gates use Gumbel noise G = 0 (u = e^-1), i.e. sigmoid(logit/tau), without
+  // false: training gates use no Gumbel noise (G = 0), i.e. sigmoid(logit/tau), without
   // drawing; for tests that must not depend on how rows are split into batches. Default true.
   void set_gate_noise(bool on) { gate_noise_ = on; }
+
+  // The gate logits (2, Lf) (row 0 keys, row 1 values) of a variant with gates (full);
+  // undefined for the gate-free ablations. The parameter itself (with its .grad()).
+  torch::Tensor gate_logits() const;
+  // The current gate temperature of every fuser (Lf), a buffer set by set_step().
+  const torch::Tensor& temperatures() const;
 
   const FuserConfig& config() const { return config_; }
   int64_t num_fusers() const { return num_fusers_; }
@@ -132,31 +157,30 @@ class StackedFuserImpl : public torch::nn::Module {
                         const std::string& where);
 
  private:
-  struct Weights;  // the stacked tensors, or a slice of them, leading dims (2, n)
+  // The table's tensors, stacked (2, n, ...) (the temperature (n)): all (n = Lf) or one layer's
+  // slice (n = 1).
+  using Weights = std::vector<torch::Tensor>;
   Weights all_weights() const;
   Weights layer_weights(int64_t layer) const;
-  // Core: inputs (n, B, H, N, D); returns the delta (2, n, B, H_r, N, D_r) in fp32 or fuser dtype.
-  torch::Tensor delta(const Weights& w, const torch::Tensor& sk, const torch::Tensor& sv,
-                      const torch::Tensor& rk, const torch::Tensor& rv, const GateNoise* noise,
-                      bool batched_noise);
+  // Core: inputs (n, B, H, N, D), target (2n, B, H_r, N, D_r) (the receiver's K then V) or
+  // undefined; returns target + g*alpha*p in target's dtype (the delta alone, in the fuser's
+  // dtype, when target is undefined), (2n, B, H_r, N, D_r).
+  torch::Tensor combine(const Weights& w, const torch::Tensor& sk, const torch::Tensor& sv,
+                        const torch::Tensor& rk, const torch::Tensor& rv,
+                        const torch::Tensor& target, const GateNoise* noise, bool batched_noise);
   torch::Tensor ffn(const torch::Tensor& x, const torch::Tensor& norm, const torch::Tensor& w1,
                     const torch::Tensor& w2);
-  torch::Tensor maybe_dropout(const torch::Tensor& x);
+  // The dropout seed of the next FFN block: a counter sequence from reseed()'s seed.
+  uint64_t next_dropout_seed();
 
   FuserConfig config_;
   int64_t num_fusers_;
   c10::optional<at::Generator> generator_;
+  uint64_t dropout_seed_ = 0, dropout_calls_ = 0;
   bool gate_noise_ = true;
 
-  // Stacked parameters, leading dims (2 = key/value, Lf).
-  torch::Tensor in_weight_, in_bias_;                         // (2,Lf,h,in+out), (2,Lf,h)
-  torch::Tensor mlp1_norm_, mlp1_w1_, mlp1_w2_;               // (2,Lf,h), (2,Lf,m,h), (2,Lf,h,m)
-  torch::Tensor scalar_norm_, scalar_w1_, scalar_w2_;         // (2,Lf,h), (2,Lf,h,h) x2
-  torch::Tensor scalar_head_weight_, scalar_head_bias_;       // (2,Lf,H_r,h), (2,Lf,H_r)
-  std::vector<torch::Tensor> proj_norm_, proj_w1_, proj_w2_;  // L-2 blocks, as mlp1
-  torch::Tensor proj_out_weight_, proj_out_bias_;             // (2,Lf,out,h), (2,Lf,out)
-  torch::Tensor gate_logit_;                                  // (2,Lf)
-  torch::Tensor gate_temperature_;                            // buffer (Lf)
+  std::vector<FuserTensor> table_;
+  std::vector<torch::Tensor> tensors_;  // table_[i]'s stacked tensor (2, Lf, ...), temperature (Lf)
 };
 TORCH_MODULE(StackedFuser);
 

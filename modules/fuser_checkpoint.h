@@ -1,5 +1,6 @@
-// Fuser checkpoints: our format (a folder with fuser.safetensors + fuser.json, loaded strictly)
-// and the import of the official C2C layout (projector_{i}.json / .pt + projector_config.json).
+// Fuser checkpoints in our format (a folder with fuser.safetensors + fuser.json, loaded strictly).
+// The official C2C layout (projector_{i}.json / .pt + projector_config.json) is read by
+// official_checkpoint.h.
 //
 // Our format, version 1:
 //   fuser.safetensors  tensors named "sharer{j}.layer{t}.<published name>", j the sharer's index,
@@ -52,19 +53,6 @@ void save_fuser_checkpoint(const std::string& dir, const FuserCheckpoint& checkp
 // stored one (e.g. kFloat32 master weights for training a bf16 checkpoint).
 FuserCheckpoint load_fuser_checkpoint(const std::string& dir,
                                       c10::optional<torch::Dtype> dtype = c10::nullopt);
-
-// Imports the official layout. `src` is the folder holding projector_config.json (".../final")
-// or its parent (then "final/" is used). Every projector is sized from its own JSON, loaded
-// strictly, and the first pair per receiver layer is used; each sharer index in
-// projector_config.json becomes one FuserSet. Model names come from the recipe config.json
-// beside "final/" when it names them (model.base_model / model.teacher_model), else stay empty.
-FuserCheckpoint import_official_checkpoint(const std::string& src);
-
-// The tensors of a torch.save'd state dict (zip format: data.pkl + data/<key>), in file order.
-// A minimal unpickler for what state dicts contain (OrderedDict, _rebuild_tensor_v2,
-// _rebuild_parameter, persistent storages); LibTorch 1.13's pickle_load turns OrderedDict into
-// None, so it cannot read these.
-std::vector<std::pair<std::string, torch::Tensor>> read_torch_state_dict(const std::string& path);
 
 // "float32" <-> kFloat32 etc. (float32, bfloat16, float16).
 torch::Dtype parse_dtype_name(const std::string& name);

@@ -22,7 +22,9 @@ struct GenerateOptions {
 };
 
 struct GenerateTimings {
-  double prefill_s = 0, hook_s = 0, decode_s = 0;
+  // prefill_s: the prompt prefill, sharers' included (sharer_prefill_s of it, fused generation
+  // only); hook_s: the cache hook (the fusion); decode_s: the generated tokens.
+  double prefill_s = 0, sharer_prefill_s = 0, hook_s = 0, decode_s = 0;
   int64_t prefill_tokens = 0, decode_tokens = 0;
 };
 

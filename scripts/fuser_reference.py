@@ -13,7 +13,14 @@ Output (safetensors, fp32): inputs `sharer_key` ... (Lf, B, H, N, D), `noise.key
 `grad.layer{i}.<name>` and `grad.sharer_key` ... of the training loss. The metadata holds the
 config as JSON under "config" and "format_version".
 
-usage: python3 scripts/fuser_reference.py [--out tests/fixtures/fuser/fuser_golden.safetensors]
+Variants (--variant, DESIGN.md section 2 and modules/fuser.h): `full` (the method, the default),
+`projection_fusion` (X_r + alpha * p, no gate) and `projection` (the fused cache is p itself, the
+fuser does not see X_r). Each has its own golden file; the ablations store no gate gradients
+(their gate logits are unused) and `projection` none for the head-weight branch either.
+
+usage: python3 scripts/fuser_reference.py [--variant full|projection_fusion|projection] [--out F]
+  (default --out tests/fixtures/fuser/fuser_golden.safetensors for full,
+   tests/fixtures/fuser/fuser_golden_<variant>.safetensors otherwise)
 """
 import argparse
 import json
@@ -78,12 +85,14 @@ def ffn(x, W, blk):
     return x + hdn @ W[f"{blk}.w2.weight"].T
 
 
-def fuse_branch(W, x, s_cache, r_cache, train, u, c):
+def fuse_branch(W, x, s_cache, r_cache, train, u, c, variant="full"):
     """One branch (x = 'key' or 'value') of one layer. Caches (B, H, N, D)."""
     B, Hs, N, Ds = s_cache.shape
     _, Hr, _, Dr = r_cache.shape
     s_flat = s_cache.permute(0, 2, 1, 3).reshape(B, N, Hs * Ds)  # head-major per token
     r_flat = r_cache.permute(0, 2, 1, 3).reshape(B, N, Hr * Dr)
+    if variant == "projection":  # the fuser does not see the receiver: its half is zero
+        r_flat = torch.zeros_like(r_flat)
     cat = torch.cat([s_flat, r_flat], dim=-1)
     z = cat @ W[f"{x}_in.weight"].T + W[f"{x}_in.bias"]
     z = ffn(z, W, f"{x}_mlp1.blocks.0")
@@ -92,12 +101,16 @@ def fuse_branch(W, x, s_cache, r_cache, train, u, c):
         p = ffn(p, W, f"{x}_proj_mlp2.blocks.{j}")
     p = p @ W[f"{x}_proj_out.weight"].T + W[f"{x}_proj_out.bias"]  # (B, N, Hr*Dr)
     p = p.reshape(B, N, Hr, Dr).permute(0, 2, 1, 3)  # (B, Hr, N, Dr)
+    if variant == "projection":
+        return p
     w = ffn(z, W, f"{x}_scalar_mlp2.blocks.0") @ W[f"{x}_scalar_head.weight"].T \
         + W[f"{x}_scalar_head.bias"]  # (B, N, Hr)
     alpha = torch.sigmoid(w).permute(0, 2, 1).unsqueeze(-1)  # (B, Hr, N, 1)
+    if variant == "projection_fusion":
+        return r_cache + alpha * p
     logit = W[f"{x}_gate_logit"]
-    if train:
-        G = -torch.log(-torch.log(u + 1e-20) + 1e-20)
+    if train:  # u None: no Gumbel noise (train.gate_noise false)
+        G = 0.0 if u is None else -torch.log(-torch.log(u + 1e-20) + 1e-20)
         g = torch.sigmoid((logit + G) / W["gate_temperature"])
     else:
         g = (logit > 0).to(p.dtype)
@@ -106,9 +119,13 @@ def fuse_branch(W, x, s_cache, r_cache, train, u, c):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default="tests/fixtures/fuser/fuser_golden.safetensors")
+    ap.add_argument("--variant", default="full", choices=["full", "projection_fusion", "projection"])
+    ap.add_argument("--out", default=None)
     ap.add_argument("--seed", type=int, default=1234)
     args = ap.parse_args()
+    if args.out is None:
+        suffix = "" if args.variant == "full" else "_" + args.variant
+        args.out = f"tests/fixtures/fuser/fuser_golden{suffix}.safetensors"
     c = CONFIG
     gen = torch.Generator().manual_seed(args.seed)
     f64 = torch.float64
@@ -160,7 +177,7 @@ def main():
         for x in ("key", "value"):
             fused[x] = torch.stack([
                 fuse_branch(layers[i], x, inputs[f"sharer_{x}"][i], inputs[f"receiver_{x}"][i],
-                            mode == "train", u[x][i], c) for i in range(Lf)])
+                            mode == "train", u[x][i], c, args.variant) for i in range(Lf)])
         out[mode] = fused
     loss = (out["train"]["key"] * cot["key"]).sum() + (out["train"]["value"] * cot["value"]).sum()
     loss.backward()
@@ -169,7 +186,8 @@ def main():
     f32 = lambda t: t.detach().to(torch.float32).contiguous()
     for k, v in inputs.items():
         tensors[k] = f32(v)
-        tensors[f"grad.{k}"] = f32(v.grad)
+        if v.grad is not None:  # projection: the receiver's cache gets none
+            tensors[f"grad.{k}"] = f32(v.grad)
     tensors["noise.key_u"] = f32(u["key"])
     tensors["noise.value_u"] = f32(u["value"])
     tensors["cot.key"] = f32(cot["key"])
@@ -182,7 +200,10 @@ def main():
             tensors[f"layer{i}.{name}"] = f32(t)
             if t.grad is not None:
                 tensors[f"grad.layer{i}.{name}"] = f32(t.grad)
-    meta = {"format_version": FORMAT_VERSION, "config": json.dumps(dict(c, temperature=tau)),
+    config = dict(c, temperature=tau)
+    if args.variant != "full":  # the full golden's metadata stays what it always was
+        config["variant"] = args.variant
+    meta = {"format_version": FORMAT_VERSION, "config": json.dumps(config),
             "generator": "scripts/fuser_reference.py"}
     save_file(tensors, args.out, metadata=meta)
     print(f"wrote {args.out}: {len(tensors)} tensors, loss {loss.item():.6f}, tau {tau:.6f}")

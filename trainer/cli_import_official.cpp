@@ -3,7 +3,7 @@
 #include <iostream>
 
 #include "modules/common/error.h"
-#include "modules/fuser_checkpoint.h"
+#include "modules/official_checkpoint.h"
 #include "trainer/args.h"
 #include "trainer/cli.h"
 

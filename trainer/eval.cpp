@@ -1,7 +1,9 @@
+// `c2c eval` (eval.h): the methods, each scored through the one C2C forward or generating,
+// and run_eval, which walks the benchmarks. The config is eval_config.cpp, the progress file and
+// the reports eval_report.cpp.
 #include "trainer/eval.h"
 
 #include <unistd.h>
-#include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <chrono>
@@ -23,6 +25,7 @@
 #include "modules/common/files.h"
 #include "modules/fused_pipeline.h"
 #include "modules/generate.h"
+#include "trainer/eval_report.h"
 #include "trainer/trainer.h"
 
 namespace c2c {
@@ -31,77 +34,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-const std::set<std::string> kMethods = {"receiver", "sharer", "t2t", "c2c"};
-
-// ---- configuration ----------------------------------------------------------------------------
-
-void read_config_key(EvalConfig& c, const std::string& key, const YAML::Node& v, const std::string& where) {
-  auto as_string = [&](std::string& out) {
-    C2C_CHECK(v.IsScalar(), where, ": key '", key, "' must be a string");
-    out = v.as<std::string>();
-  };
-  auto as_int = [&](int64_t& out) {
-    try {
-      const double d = v.as<double>();
-      C2C_CHECK(d == static_cast<double>(static_cast<int64_t>(d)), "");
-      out = static_cast<int64_t>(d);
-    } catch (const std::exception&) {
-      fail(where, ": key '", key, "' must be an integer, got '", v.IsScalar() ? v.as<std::string>() : "?", "'");
-    }
-  };
-  auto as_list = [&](std::vector<std::string>& out) {
-    out.clear();
-    if (v.IsScalar()) {
-      std::stringstream ss(v.as<std::string>());
-      for (std::string x; std::getline(ss, x, ',');)
-        if (!x.empty()) out.push_back(x);
-      return;
-    }
-    C2C_CHECK(v.IsSequence(), where, ": key '", key, "' must be a list of strings");
-    for (const auto& x : v) out.push_back(x.as<std::string>());
-  };
-  if (key == "receiver") as_string(c.receiver);
-  else if (key == "sharers") as_list(c.sharers);
-  else if (key == "fuser") as_string(c.fuser);
-  else if (key == "alignment") as_string(c.alignment);
-  else if (key == "methods") as_list(c.methods);
-  else if (key == "mode") as_string(c.mode);
-  else if (key == "limit") as_int(c.limit);
-  else if (key == "batch_size") as_int(c.batch_size);
-  else if (key == "max_new_tokens") as_int(c.max_new_tokens);
-  else if (key == "t2t_max_new_tokens") as_int(c.t2t_max_new_tokens);
-  else if (key == "max_length") as_int(c.max_length);
-  else if (key == "latency_queries") as_int(c.latency_queries);
-  else if (key == "latency_answer_tokens") as_int(c.latency_answer_tokens);
-  else if (key == "threads") as_int(c.threads);
-  else if (key == "device") as_string(c.device);
-  else if (key == "output") as_string(c.output);
-  else if (key == "benchmarks") {
-    c.benchmarks.clear();
-    C2C_CHECK(v.IsSequence(), where, ": key 'benchmarks' must be a list of {name, file} or file paths");
-    for (const auto& b : v) {
-      EvalBenchmark e;
-      if (b.IsScalar()) {
-        e.file = b.as<std::string>();
-      } else {
-        C2C_CHECK(b.IsMap() && b["file"], where, ": each benchmark needs a 'file'");
-        for (const auto& kv : b) {
-          const auto k = kv.first.as<std::string>();
-          C2C_CHECK(k == "name" || k == "file", where, ": unknown benchmark key '", k,
-                    "'\nHINT: a benchmark is {name: NAME, file: FILE.jsonl}");
-        }
-        e.file = b["file"].as<std::string>();
-        if (b["name"]) e.name = b["name"].as<std::string>();
-      }
-      if (e.name.empty()) e.name = std::filesystem::path(e.file).stem().string();
-      c.benchmarks.push_back(e);
-    }
-  } else {
-    fail(where, ": unknown key '", key, "'\nHINT: the keys are receiver, sharers, fuser, alignment, "
-         "methods, mode, benchmarks, limit, batch_size, max_new_tokens, t2t_max_new_tokens, "
-         "max_length, latency_queries, latency_answer_tokens, threads, device, output");
-  }
-}
 
 // ---- one method's inputs ----------------------------------------------------------------------
 
@@ -147,17 +79,6 @@ PairedSample reply_sample(const Tokenizer& tok, const std::vector<const Tokenize
     s.loss_end = n;
   }
   return s;
-}
-
-// A growing cache whose row i is row index[i] of `c` (a prompt-only cache: its rows' positions
-// count their valid slots from 0, so committing the selected validity restores them).
-KVCache select_rows(const KVCache& c, const torch::Tensor& index, torch::Device device) {
-  KVCache out = KVCache::growing(c.num_layers(), index.size(0), device);
-  if (c.length() == 0) return out;
-  for (int64_t l = 0; l < c.num_layers(); ++l)
-    out.append(l, c.key(l).index_select(0, index), c.value(l).index_select(0, index));
-  out.commit(c.valid().index_select(0, index));
-  return out;
 }
 
 struct ItemResult {
@@ -249,11 +170,9 @@ class Evaluator {
     GenerateResult r;
     double fusion_s = 0;
     if (method == "c2c") {
-      auto inputs = sharer_inputs({s}, static_cast<int64_t>(prompt.size()));
-      const auto ts = Clock::now();
-      auto caches = m_.fusion->prefill_sharers(inputs);
-      s_prefill = since(ts);
-      r = generate(*m_.receiver, {prompt}, go, [&](KVCache& cache) { m_.fusion->fuse_into(cache, caches, inputs); });
+      r = m_.fusion->generate({prompt}, sharer_inputs({s}, static_cast<int64_t>(prompt.size())), go);
+      s_prefill = r.timings.sharer_prefill_s;
+      r.timings.prefill_s -= s_prefill;  // the receiver's share
       fusion_s = r.timings.hook_s;
     } else {
       r = generate(method == "sharer" ? *m_.sharer : *m_.receiver, {prompt}, go);
@@ -268,65 +187,28 @@ class Evaluator {
   }
 
  private:
-  // receiver_loss (trainer.h) for rows whose options share their item's prompt: each distinct
-  // prefix [0, P-1) is prefilled (and fused) once and its cache rows repeated for the options;
-  // the same numbers as receiver_loss on the rows, for ~1/options of the prompt work.
+  // The one C2C forward (modules/c2c_forward.h) over rows whose options share their item's
+  // prompt: each distinct prefix [0, P-1) is prefilled (and fused) once for all its options.
   torch::Tensor shared_prompt_loss(const LLM& model, const FusedPipeline* fusion,
                                    const std::vector<PairedSample>& rows,
                                    const std::vector<std::pair<size_t, int>>& owner) const {
-    std::vector<int64_t> group(rows.size());
-    std::vector<size_t> first;  // a row of each group
-    std::map<size_t, int64_t> of_item;
+    C2CLossOptions options;
+    std::map<size_t, int64_t> of_item;  // item -> its group
+    std::vector<size_t> lead;           // group -> its first row
     for (size_t r = 0; r < rows.size(); ++r) {
-      const size_t item = owner[r].first;
-      auto it = of_item.find(item);
-      const bool same = it != of_item.end() && rows[first[it->second]].prompt_length == rows[r].prompt_length &&
+      auto it = of_item.find(owner[r].first);
+      const bool same = it != of_item.end() && rows[lead[it->second]].prompt_length == rows[r].prompt_length &&
                         std::equal(rows[r].receiver_ids.begin(), rows[r].receiver_ids.begin() + rows[r].prompt_length - 1,
-                                   rows[first[it->second]].receiver_ids.begin());
+                                   rows[lead[it->second]].receiver_ids.begin());
       if (same) {
-        group[r] = it->second;
+        options.prompt_group.push_back(it->second);
       } else {  // a new prompt (or options that tokenize into the prompt: their own group)
-        group[r] = static_cast<int64_t>(first.size());
-        of_item[item] = group[r];
-        first.push_back(r);
+        options.prompt_group.push_back(static_cast<int64_t>(lead.size()));
+        of_item[owner[r].first] = static_cast<int64_t>(lead.size());
+        lead.push_back(r);
       }
     }
-    std::vector<std::vector<int64_t>> prefix, response;
-    std::vector<SharerInput> inputs(fusion ? fusion->sharers().size() : 0);
-    for (size_t g : first) {
-      const auto& ex = rows[g];
-      prefix.emplace_back(ex.receiver_ids.begin(), ex.receiver_ids.begin() + ex.prompt_length - 1);
-      for (auto& in : inputs) {
-        const auto& sh = ex.sharers.at(0);
-        in.ids.push_back(sh.ids);
-        in.mask.push_back(sh.mask);
-        in.slot_of.emplace_back(sh.slot_of.begin(), sh.slot_of.begin() + ex.prompt_length - 1);
-      }
-    }
-    const auto dev = model.device();
-    KVCache cache = model.new_cache(static_cast<int64_t>(first.size()), 0);
-    {
-      auto [ids, mask] = pad_batch(prefix);
-      model.forward_hidden(ids.to(dev), mask.to(dev), cache);
-    }
-    if (fusion) fusion->fuse_into(cache, fusion->prefill_sharers(inputs), inputs);
-    KVCache rows_cache = select_rows(cache, torch::tensor(group).to(dev), model.device());
-    for (const auto& ex : rows) response.emplace_back(ex.receiver_ids.begin() + ex.prompt_length - 1, ex.receiver_ids.end());
-    auto [rids, rmask] = pad_batch(response);
-    auto hidden = model.forward_hidden(rids.to(dev), rmask.to(dev), rows_cache);  // (R, Tr, E)
-    const int64_t R = rids.size(0), Tr = rids.size(1);
-    auto labels = torch::full({R, Tr}, -1, torch::kInt64);
-    auto la = labels.accessor<int64_t, 2>();
-    for (int64_t b = 0; b < R; ++b)
-      for (int64_t pos = rows[b].loss_start; pos < rows[b].loss_end; ++pos)
-        la[b][pos - rows[b].prompt_length] = rows[b].receiver_ids[pos];
-    auto flat = labels.view({-1});
-    auto sel = (flat >= 0).nonzero().view({-1});
-    auto logits = model.logits(hidden.reshape({R * Tr, -1}).index_select(0, sel.to(dev)));
-    auto per_token = torch::nn::functional::cross_entropy(
-        logits, flat.index_select(0, sel).to(dev),
-        torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
-    return torch::zeros({R}, per_token.options()).index_add(0, torch::div(sel, Tr, "floor").to(dev), per_token);
+    return c2c_loss(model, fusion, rows, options).row_loss;
   }
 
   // The prompt messages of a method for an item (the last one a user turn).
@@ -437,120 +319,13 @@ class Evaluator {
   Models& m_;
 };
 
-double percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const double pos = p * static_cast<double>(v.size() - 1);
-  const size_t lo = static_cast<size_t>(pos);
-  const size_t hi = std::min(lo + 1, v.size() - 1);
-  return v[lo] + (v[hi] - v[lo]) * (pos - static_cast<double>(lo));
-}
-
-std::string key_of(const std::string& method, const std::string& bench, const std::string& id) {
-  return method + "\t" + bench + "\t" + id;
-}
-
 }  // namespace
-
-EvalConfig EvalConfig::load(const std::string& path, const std::vector<std::string>& overrides) {
-  EvalConfig c;
-  YAML::Node root;
-  try {
-    root = YAML::LoadFile(path);
-  } catch (const YAML::Exception& e) {
-    fail("eval config '", path, "': ", e.what());
-  }
-  C2C_CHECK(root.IsMap(), "eval config '", path, "' must be a YAML mapping");
-  for (const auto& kv : root) read_config_key(c, kv.first.as<std::string>(), kv.second, path);
-  for (const auto& o : overrides) {
-    const size_t eq = o.find('=');
-    C2C_CHECK(eq != std::string::npos, "--set '", o, "': expected key=value");
-    read_config_key(c, o.substr(0, eq), YAML::Load(o.substr(eq + 1)), "--set");
-  }
-  c.validate();
-  return c;
-}
-
-void EvalConfig::validate() const {
-  C2C_CHECK(!receiver.empty(), "eval config: 'receiver' is required");
-  C2C_CHECK(!benchmarks.empty(), "eval config: 'benchmarks' is empty\nHINT: list benchmark files "
-            "in the format of data/benchmark.h");
-  C2C_CHECK(mode == "letters" || mode == "logits" || mode == "choices", "eval config: mode '", mode,
-            "' is not one of letters, logits, choices");
-  C2C_CHECK(!methods.empty(), "eval config: 'methods' is empty");
-  for (const auto& m : methods) {
-    C2C_CHECK(kMethods.count(m), "eval config: unknown method '", m, "'\nHINT: methods are receiver, sharer, t2t, c2c");
-    if (m != "receiver") C2C_CHECK(!sharers.empty(), "eval config: method '", m, "' needs 'sharers'");
-    if (m == "c2c") C2C_CHECK(!fuser.empty(), "eval config: method 'c2c' needs 'fuser' (a fuser checkpoint folder)");
-  }
-  // Each value's range, named with the key, the value and what is accepted.
-  const std::pair<const char*, std::pair<int64_t, int64_t>> ranges[] = {
-      // key, {value, smallest accepted}
-      {"batch_size", {batch_size, 1}},
-      {"max_new_tokens", {max_new_tokens, 1}},
-      {"t2t_max_new_tokens", {t2t_max_new_tokens, 1}},
-      {"latency_answer_tokens", {latency_answer_tokens, 1}},
-      {"max_length", {max_length, 2}},
-      {"limit", {limit, 0}},
-      {"latency_queries", {latency_queries, 0}},
-      {"threads", {threads, 0}},
-  };
-  for (const auto& [key, vr] : ranges)
-    C2C_CHECK(vr.first >= vr.second, "eval config: ", key, " = ", vr.first, " is out of range: must be >= ",
-              vr.second, std::string(key) == "limit" ? " (0: every item)"
-              : std::string(key) == "latency_queries" ? " (0: no latency)"
-              : std::string(key) == "threads" ? " (0: every core)" : "");
-  const bool device_ok = device == "auto" || device == "cpu" || device == "cuda" ||
-                         (device.rfind("cuda:", 0) == 0 && device.size() > 5 &&
-                          device.find_first_not_of("0123456789", 5) == std::string::npos);
-  C2C_CHECK(device_ok, "eval config: device = '", device, "' is not a device\nHINT: use auto, cpu, cuda or cuda:N");
-  parse_align_method(alignment);
-}
 
 std::string run_eval(const EvalConfig& c, std::ostream& log) {
   const bool live = &log == &std::cerr && isatty(STDERR_FILENO);  // progress redrawn in place
   if (c.threads > 0) torch::set_num_threads(static_cast<int>(c.threads));
   std::filesystem::create_directories(c.output);
-  // The config of the run that wrote progress.jsonl must be this one, or resuming would mix
-  // results of different models.
-  std::ostringstream cfg;
-  cfg << "receiver: " << c.receiver << "\nsharers: [";
-  for (size_t i = 0; i < c.sharers.size(); ++i) cfg << (i ? ", " : "") << c.sharers[i];
-  cfg << "]\nfuser: " << c.fuser << "\nalignment: " << c.alignment << "\nmode: " << c.mode
-      << "\nlimit: " << c.limit << "\nmax_new_tokens: " << c.max_new_tokens
-      << "\nt2t_max_new_tokens: " << c.t2t_max_new_tokens << "\n";
-  const std::string cfg_path = join_path(c.output, "eval_config.txt");
-  const std::string progress_path = join_path(c.output, "progress.jsonl");
-  if (file_exists(progress_path) && file_exists(cfg_path)) {
-    C2C_CHECK(read_file(cfg_path) == cfg.str(), "eval: '", c.output, "' holds progress of another "
-              "configuration (", cfg_path, ")\nHINT: use another output folder, or delete ", progress_path);
-  }
-  write_file_atomic(cfg_path, cfg.str());
-
-  // Done samples, from an earlier interrupted run. A torn last line (a kill mid-write) is redone.
-  std::map<std::string, nlohmann::json> done;
-  if (file_exists(progress_path)) {
-    std::ifstream in(progress_path);
-    std::string line;
-    int64_t n = 0;
-    while (std::getline(in, line)) {
-      ++n;
-      try {
-        auto j = nlohmann::json::parse(line);
-        done.emplace(key_of(j.at("method"), j.at("benchmark"), j.at("id")), j);
-      } catch (const std::exception&) {
-        log << "eval: " << progress_path << ":" << n << ": unreadable (an interrupted write); that sample is redone\n";
-      }
-    }
-    if (!done.empty()) log << "eval: resuming, " << done.size() << " samples already done\n";
-  }
-  // Rewrite the file clean (without a torn line), then append.
-  {
-    std::string clean;
-    for (const auto& kv : done) clean += kv.second.dump() + "\n";
-    write_file_atomic(progress_path, clean);
-  }
-  std::ofstream progress(progress_path, std::ios::app);
+  EvalProgress progress(c, log);  // eval_report.h: resumes OUT/progress.jsonl
 
   // Models.
   Models m;
@@ -577,11 +352,9 @@ std::string run_eval(const EvalConfig& c, std::ostream& log) {
       C2C_CHECK(s.alignment == align_method_name(m.align), "eval: the fuser '", c.fuser, "' was trained with ",
                 "alignment '", s.alignment, "' but the config says '", c.alignment, "'");
       variant = fuser_variant_name(s.config.variant);
-      for (const auto& p : s.fuser->named_parameters()) {
-        // The ablations without a gate carry the gate logits unused: nothing to report.
-        if (s.config.variant != FuserVariant::full) break;
-        if (p.key().find("gate_logit") == std::string::npos) continue;
-        auto g = p.value().detach().to(torch::kCPU, torch::kFloat32).contiguous();  // (2, Lf)
+      // The ablations without a gate have no gate logits: nothing to report.
+      if (const auto logits = s.fuser->gate_logits(); logits.defined()) {
+        auto g = logits.detach().to(torch::kCPU, torch::kFloat32).contiguous();  // (2, Lf)
         for (int64_t l = 0; l < g.size(1); ++l)
           gates.push_back({{"receiver_layer", s.layer_map.pairs.at(l).receiver},
                            {"key_open", g[0][l].item<float>() > 0},
@@ -618,7 +391,7 @@ std::string run_eval(const EvalConfig& c, std::ostream& log) {
       const McFile& f = files[bi];
       std::vector<McItem> todo;
       for (const auto& it : f.items)
-        if (!done.count(key_of(method, bench.name, it.id))) todo.push_back(it);
+        if (!progress.find(method, bench.name, it.id)) todo.push_back(it);
       const auto t0 = Clock::now();
       for (size_t s = 0; s < todo.size(); s += c.batch_size) {
         std::vector<McItem> batch(todo.begin() + s, todo.begin() + std::min(todo.size(), s + c.batch_size));
@@ -635,8 +408,7 @@ std::string run_eval(const EvalConfig& c, std::ostream& log) {
                               {"answer", batch[i].answer}, {"correct", res[i].correct}};
           if (!res[i].error.empty()) j["error"] = res[i].error;
           if (!res[i].text.empty()) j["text"] = res[i].text;
-          progress << j.dump() << "\n";
-          done.emplace(key_of(method, bench.name, batch[i].id), j);
+          progress.append(j);
         }
         progress.flush();
         const size_t n = std::min(todo.size(), s + c.batch_size);
@@ -651,7 +423,7 @@ std::string run_eval(const EvalConfig& c, std::ostream& log) {
       int64_t total = 0, correct = 0, errors = 0;
       std::map<std::string, std::pair<int64_t, int64_t>> by_subject;
       for (const auto& it : f.items) {
-        const auto& j = done.at(key_of(method, bench.name, it.id));
+        const auto& j = *progress.find(method, bench.name, it.id);
         const bool ok = j.at("correct").get<bool>();
         ++total;
         correct += ok;
@@ -712,40 +484,7 @@ std::string run_eval(const EvalConfig& c, std::ostream& log) {
   }
   report["results"] = results;
   report["latency"] = latency;
-  write_file_atomic(join_path(c.output, "report.json"), report.dump(2) + "\n");
-
-  // Markdown table: methods by benchmarks, then latency.
-  std::ostringstream md;
-  md << "| method |";
-  for (const auto& b : c.benchmarks) md << " " << b.name << " |";
-  if (!latency.empty()) md << " latency median (s) | p90 (s) |";
-  md << "\n|---|";
-  for (size_t i = 0; i < c.benchmarks.size(); ++i) md << "---|";
-  if (!latency.empty()) md << "---|---|";
-  md << "\n";
-  for (const auto& method : c.methods) {
-    md << "| " << method << " |";
-    for (const auto& b : c.benchmarks) {
-      const auto& r = results[method][b.name];
-      md << " " << std::fixed << std::setprecision(1) << 100.0 * r["accuracy"].get<double>() << "% ("
-         << r["correct"].get<int64_t>() << "/" << r["n"].get<int64_t>();
-      if (r["errors"].get<int64_t>()) md << ", " << r["errors"].get<int64_t>() << " errors";
-      md << ") |";
-    }
-    if (latency.contains(method))
-      md << " " << std::setprecision(4) << latency[method]["median_s"].get<double>() << " | "
-         << latency[method]["p90_s"].get<double>() << " |";
-    md << "\n";
-  }
-  if (!gates.empty()) {
-    md << "\nFuser gates by receiver layer (K/V open):";
-    for (const auto& g : gates)
-      md << " " << g["receiver_layer"].get<int64_t>() << ":" << (g["key_open"].get<bool>() ? "K" : "-")
-         << (g["value_open"].get<bool>() ? "V" : "-");
-    md << "\n";
-  }
-  write_file_atomic(join_path(c.output, "report.md"), md.str());
-  return md.str();
+  return write_eval_report(c, report);  // eval_report.h: report.json and report.md
 }
 
 }  // namespace c2c

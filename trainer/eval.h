@@ -44,8 +44,11 @@ struct EvalConfig {
   std::string device = "cpu";        // cpu | cuda | auto
   std::string output = "runs/eval";
 
+  // Read through the recipe's configuration table (trainer/config_table.h): strict keys and
+  // types, --set overrides, then validate().
   static EvalConfig load(const std::string& path, const std::vector<std::string>& overrides = {});
   void validate() const;
+  std::string to_yaml() const;  // the resolved config
 };
 
 // Runs every (method, benchmark) pair, resuming from OUT/progress.jsonl; writes OUT/report.json

@@ -13,6 +13,7 @@
 #include "data/tokenizer.h"
 #include "modules/common/error.h"
 #include "modules/common/files.h"
+#include "modules/c2c_forward.h"
 #include "modules/common/torch_compat.h"
 #include "modules/generate.h"
 #include "modules/llm.h"
@@ -160,10 +161,8 @@ PretrainReport run_pretraining(const PretrainOptions& opt, std::ostream& log) {
     }
     KVCache cache = model->new_cache(B, 0);
     auto hidden = model->forward_hidden(x, mask, cache);
-    auto flat = labels.view({-1});
-    auto sel = (flat >= 0).nonzero().view({-1});
-    auto logits = model->logits(hidden.reshape({B * T, -1}).index_select(0, sel));
-    auto loss = torch::nn::functional::cross_entropy(logits, flat.index_select(0, sel));
+    const TokenLoss tl = next_token_loss(*model, hidden, labels);  // modules/c2c_forward.h
+    auto loss = tl.sum / static_cast<double>(std::max<int64_t>(tl.tokens, 1));
     adam.zero_grad();
     loss.backward();
     adam.clip_grad_norm(opt.max_grad_norm);

@@ -12,68 +12,15 @@
 
 #include "modules/common/error.h"
 #include "modules/common/files.h"
+#include "trainer/config_table.h"
 
 namespace c2c {
 namespace {
 
-// One table of every recipe key: its dotted name and how to read and write it. Both the parser
-// and the printer walk this table, so they cannot drift apart.
-struct Field {
-  std::string key;
-  std::function<void(const YAML::Node&, const std::string& where)> read;
-  std::function<void(YAML::Emitter&)> write;
-};
+using config::Field;
+using config::field;
 
-template <typename T>
-const char* type_name() {
-  if constexpr (std::is_same_v<T, bool>) return "a boolean (true/false)";
-  if constexpr (std::is_integral_v<T>) return "an integer";
-  if constexpr (std::is_floating_point_v<T>) return "a number";
-  if constexpr (std::is_same_v<T, std::string>) return "a string";
-  return "a list of strings";
-}
-
-template <typename T>
-Field field(const std::string& key, T& ref) {
-  Field f;
-  f.key = key;
-  f.read = [key, &ref](const YAML::Node& node, const std::string& where) {
-    try {
-      if constexpr (std::is_same_v<T, std::vector<std::string>>) {
-        if (node.IsScalar()) {
-          ref = {node.as<std::string>()};  // a single sharer may be written without a list
-          return;
-        }
-        if (!node.IsSequence()) throw YAML::Exception(YAML::Mark(), "not a list");
-        ref.clear();
-        for (const auto& x : node) ref.push_back(x.as<std::string>());
-      } else {
-        if (!node.IsScalar()) throw YAML::Exception(YAML::Mark(), "not a scalar");
-        if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
-          // yaml-cpp reads "1e3" as an int failure; accept integral floats like 1e3 too.
-          const double d = node.as<double>();
-          if (d != static_cast<double>(static_cast<T>(d))) throw YAML::Exception(YAML::Mark(), "");
-          ref = static_cast<T>(d);
-        } else {
-          ref = node.as<T>();
-        }
-      }
-    } catch (const YAML::Exception&) {
-      std::ostringstream v;
-      v << node;
-      fail(where, ": key '", key, "' must be ", type_name<T>(), ", got '", v.str(), "'");
-    }
-  };
-  f.write = [&ref](YAML::Emitter& out) {
-    if constexpr (std::is_same_v<T, std::vector<std::string>>) {
-      out << YAML::Flow << ref;
-    } else {
-      out << ref;
-    }
-  };
-  return f;
-}
-
+// One table of every recipe key (config_table.h): the parser, the printer and --set walk it.
 std::vector<Field> fields(Recipe& r) {
   return {
       field("receiver", r.receiver),
@@ -126,62 +73,13 @@ std::vector<Field> fields(Recipe& r) {
   };
 }
 
-// Walks a YAML mapping, applying every leaf to its field; unknown keys are errors.
-void apply(const YAML::Node& node, const std::string& prefix, std::map<std::string, Field*>& by_key,
-           const std::set<std::string>& sections, const std::string& where) {
-  C2C_CHECK(node.IsMap(), where, ": ", prefix.empty() ? "the recipe" : "section '" + prefix + "'",
-            " must be a mapping of keys");
-  for (const auto& kv : node) {
-    const std::string name = kv.first.as<std::string>();
-    const std::string key = prefix.empty() ? name : prefix + "." + name;
-    if (sections.count(key)) {
-      apply(kv.second, key, by_key, sections, where);
-      continue;
-    }
-    auto it = by_key.find(key);
-    if (it == by_key.end()) {
-      std::string known;
-      for (const auto& k : by_key)
-        if (k.first.rfind(prefix, 0) == 0) known += (known.empty() ? "" : ", ") + k.first;
-      fail(where, ": unknown key '", key, "'\nHINT: known keys", prefix.empty() ? "" : " here",
-           ": ", known);
-    }
-    it->second->read(kv.second, where);
-  }
-}
-
 }  // namespace
 
 Recipe Recipe::from_yaml_text(const std::string& text, const std::string& source,
                               const std::vector<std::string>& overrides) {
   Recipe r;
   auto table = fields(r);
-  std::map<std::string, Field*> by_key;
-  for (auto& f : table) by_key[f.key] = &f;
-  const std::set<std::string> sections = {"fuser", "data", "train", "checkpoint"};
-  YAML::Node root;
-  try {
-    root = YAML::Load(text);
-  } catch (const YAML::Exception& e) {
-    fail(source, ": not valid YAML: ", e.what());
-  }
-  if (root.IsDefined() && !root.IsNull()) apply(root, "", by_key, sections, source);
-  for (const auto& o : overrides) {
-    const size_t eq = o.find('=');
-    C2C_CHECK(eq != std::string::npos && eq > 0, "--set '", o, "': expected key=value");
-    const std::string key = o.substr(0, eq);
-    auto it = by_key.find(key);
-    C2C_CHECK(it != by_key.end(), "--set: unknown key '", key,
-              "'\nHINT: keys are dotted, e.g. train.lr=3e-4 or checkpoint.dir=runs/x");
-    YAML::Node value;
-    try {
-      value = YAML::Load(o.substr(eq + 1));
-    } catch (const YAML::Exception& e) {
-      fail("--set ", key, ": value is not valid YAML: ", e.what());
-    }
-    if (!value.IsDefined() || value.IsNull()) value = YAML::Node(std::string());
-    it->second->read(value, "--set");
-  }
+  config::parse(text, source, table, {"fuser", "data", "train", "checkpoint"}, overrides, "recipe");
   r.validate();
   return r;
 }
@@ -196,23 +94,7 @@ Recipe Recipe::load(const std::string& path, const std::vector<std::string>& ove
 std::string Recipe::to_yaml() const {
   Recipe copy = *this;
   auto table = fields(copy);
-  YAML::Emitter out;
-  out << YAML::BeginMap;
-  std::string section;
-  for (auto& f : table) {
-    const size_t dot = f.key.find('.');
-    const std::string sec = dot == std::string::npos ? "" : f.key.substr(0, dot);
-    if (sec != section) {
-      if (!section.empty()) out << YAML::EndMap;
-      if (!sec.empty()) out << YAML::Key << sec << YAML::Value << YAML::BeginMap;
-      section = sec;
-    }
-    out << YAML::Key << (dot == std::string::npos ? f.key : f.key.substr(dot + 1)) << YAML::Value;
-    f.write(out);
-  }
-  if (!section.empty()) out << YAML::EndMap;
-  out << YAML::EndMap;
-  return std::string(out.c_str()) + "\n";
+  return config::emit(table);
 }
 
 std::vector<std::string> Recipe::changes_from(const Recipe& earlier) const {

@@ -38,13 +38,6 @@ uint64_t noise_seed(int64_t seed, int64_t step, int64_t micro, int rank) {
   return x ^ (x >> 29);
 }
 
-// The stacked (2, Lf) key/value gate logits of a fuser set (undefined if it has none).
-torch::Tensor gate_logits(const FuserSet& set) {
-  for (const auto& [name, t] : set.fuser->named_parameters().pairs())
-    if (name == "gate_logit") return t;
-  return {};
-}
-
 std::string format_duration(double s) {
   if (!std::isfinite(s) || s < 0) return "?";
   const int64_t t = static_cast<int64_t>(s);
@@ -107,11 +100,6 @@ std::string run_training(const Recipe& input_recipe, int64_t stop_after) {
   if (main_rank) run_lock = claim_run_dir(recipe.checkpoint.dir, recipe.checkpoint.resume,
                                           recipe.checkpoint.overwrite, log);
   const bool tty = main_rank && isatty(STDERR_FILENO);
-  // Gate temperature after optimizer step s: the schedule the fusers follow.
-  const auto tau_at = [&recipe](int64_t s) {
-    return gate_temperature(s, recipe.fuser.initial_temperature, recipe.fuser.final_temperature,
-                            recipe.fuser.anneal_steps, parse_anneal_kind(recipe.fuser.anneal));
-  };
 
   StreamOptions so;
   so.batch_size = recipe.train.micro_batch_size;
@@ -171,6 +159,10 @@ std::string run_training(const Recipe& input_recipe, int64_t stop_after) {
   // One GPU per rank: cuda:LOCAL_RANK becomes the current device before anything is placed.
   const torch::Device bound = Distributed::bind_device(dist_env, recipe.train.device);
   FuserTrainer trainer(recipe);
+  // Gate temperature after optimizer step s, for the logs: the fusers' own schedule.
+  const auto tau_at = [&trainer](int64_t s) {
+    return trainer.fusers().sharers.at(0).fuser->temperature_at(s);
+  };
   {
     StreamVocabularies vocab;
     vocab.receiver = trainer.pipeline().receiver()->config().vocab_size;
@@ -335,7 +327,7 @@ std::string run_training(const Recipe& input_recipe, int64_t stop_after) {
     double loss_sum = 0;
     int64_t seen = 0;
     for (int64_t m = 0; m < recipe.train.grad_accum; ++m) {
-      MicroLoss ml = trainer.forward(micro[m].samples, noise_seed(recipe.train.seed, step, m, dist.rank()));
+      C2CLoss ml = trainer.forward(micro[m].samples, noise_seed(recipe.train.seed, step, m, dist.rank()));
       // Only the last micro-step's backward all-reduces (accumulation steps stay local).
       if (m + 1 == recipe.train.grad_accum) grad_sync.arm();
       (ml.loss_sum / static_cast<double>(std::max<int64_t>(step_tokens, 1))).backward();
@@ -386,7 +378,7 @@ std::string run_training(const Recipe& input_recipe, int64_t stop_after) {
       if (!main_rank) break;
       nlohmann::json g;
       g["receiver_layers"] = set.layer_map.receiver_layers();
-      if (auto t = gate_logits(set); t.defined()) {
+      if (auto t = set.fuser->gate_logits(); t.defined()) {
         auto v = t.detach().to(torch::kCPU, torch::kFloat32).contiguous();
         g["gate_logit"] = std::vector<float>(v.data_ptr<float>(), v.data_ptr<float>() + v.numel());
       }
@@ -455,7 +447,7 @@ std::string run_training(const Recipe& input_recipe, int64_t stop_after) {
     // Where training left a gate part-open, the exported (hard-gated) fuser differs from it.
     for (size_t i = 0; i < out.sharers.size(); ++i) {
       const auto& set = out.sharers[i];
-      const auto logits = gate_logits(set);
+      const auto logits = set.fuser->gate_logits();
       if (set.config.variant != FuserVariant::full || !logits.defined()) continue;
       log << "c2c train: sharer " << i << " "
           << describe_final_gates(final_gate_states(logits, set.layer_map.receiver_layers(),

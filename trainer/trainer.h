@@ -18,24 +18,6 @@
 
 namespace c2c {
 
-// Loss of one micro-batch: summed over supervised tokens, with their count, so accumulation
-// and ranks can form the exact token mean of a whole optimizer step.
-struct MicroLoss {
-  torch::Tensor loss_sum;  // 0-d fp32, differentiable into the fuser
-  int64_t tokens = 0;
-  int64_t receiver_tokens = 0;  // all tokens the receiver processed (throughput)
-  torch::Tensor row_loss;  // (B) fp32, detached: each row's summed loss (evaluation scores)
-};
-
-// The receiver's next-token loss over the loss range of each sample: prefix [0, P-1) prefilled
-// without grad, fused in place when `fusion` is given (sharer prefill, fuser with grad), then the
-// response section [P-1, end) run over that cache. Without `fusion` it is the receiver alone
-// (training baseline, evaluation of a single model). Samples need sharer sequences only with it.
-// checkpoint: keep none of the response pass's activations; recompute them in backward (the
-// receiver's prefix K/V are the pass's only inputs with grad), for long responses.
-MicroLoss receiver_loss(const LLM& receiver, const FusedPipeline* fusion,
-                        const std::vector<PairedSample>& batch, bool checkpoint = false);
-
 class FuserTrainer {
  public:
   // Loads the frozen models and builds (or loads, fuser.init_from) the fuser sets.
@@ -50,7 +32,8 @@ class FuserTrainer {
   // Forward of a micro-batch: sharer prefill (no grad), receiver prefix prefill (no grad),
   // fusion (grad), receiver forward of the response section over the fused cache (grad).
   // `noise_seed` seeds gate noise and dropout for this micro-batch.
-  MicroLoss forward(const std::vector<PairedSample>& batch, uint64_t noise_seed);
+  // The loss is the one C2C forward's (FusedPipeline::loss, modules/c2c_forward.h).
+  C2CLoss forward(const std::vector<PairedSample>& batch, uint64_t noise_seed);
 
   // Sets train/eval mode of the fusers and the gate temperature of optimizer step `step`.
   void set_mode(bool training, int64_t step);

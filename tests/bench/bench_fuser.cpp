@@ -1,15 +1,19 @@
 // Fuser benchmark: one prompt's KV fusion through every receiver layer at the published widths
 // (Qwen3-0.6B <- Qwen2.5-0.5B: h = m = 1024, H_r = 8, D_r = 128, H_s = 2, D_s = 64, L = 3,
 // 28 layers, 170 tokens), the stacked batched forward against a loop of per-layer calls, same
-// weights, same run, inference mode. Prints ms, the ratio and GFLOP/s (matrix-product FLOPs).
+// weights, same run, inference mode. Prints ms, the ratio and GFLOP/s (matrix-product FLOPs),
+// and, measured in the same run, this machine's plain GEMM rate on the fuser's own product
+// shapes (the same batched products alone, nothing else): the fraction of it each path reaches.
 //
 // usage: bench_fuser [--tokens 170] [--layers 28] [--batch 1] [--reps 3] [--threads 0]
 //                    [--device auto|cpu|cuda] [--dtype auto|float32|bfloat16] [--peak-tflops T]
+//                    [--ops auto|reference|torch]
 // --device defaults to cpu; --peak-tflops (the device's dense peak for the dtype, e.g. 989 for an
 // H100/H200 in bf16) adds the fraction of peak the batched pass reaches.
 #include <chrono>
 #include <iostream>
 
+#include "kernels/fused_ops.h"
 #include "modules/common/error.h"
 #include "modules/common/torch_compat.h"
 #include "modules/device.h"
@@ -35,6 +39,39 @@ double fuser_flops(const FuserConfig& c, int64_t layers, int64_t tokens) {
   return 2.0 * 2.0 * per_token * tokens * layers;
 }
 
+// The fuser's matrix products alone, as one batched pass runs them: x (G, T, k) times W (G, n, k)
+// transposed for every (k, n) of the pass, G = 2 x layers. Returns the best GFLOP/s of `reps`.
+double plain_gemm_gflops(const FuserConfig& c, int64_t layers, int64_t tokens, int64_t reps,
+                         torch::Device device, torch::Dtype dtype) {
+  const int64_t G = 2 * layers, h = c.hidden_dim, m = c.intermediate_dim;
+  std::vector<std::pair<int64_t, int64_t>> shapes{{c.in_dim() + c.out_dim(), h}};
+  for (int64_t j = 0; j < c.num_layers - 1; ++j) {  // mlp1 and the L-2 projection blocks
+    shapes.emplace_back(h, m);
+    shapes.emplace_back(m, h);
+  }
+  shapes.emplace_back(h, h);  // the scalar branch's block
+  shapes.emplace_back(h, h);
+  shapes.emplace_back(h, c.target_num_heads);
+  shapes.emplace_back(h, c.out_dim());
+  auto opt = torch::TensorOptions().device(device).dtype(dtype);
+  std::vector<std::pair<torch::Tensor, torch::Tensor>> operands;
+  double flops = 0;
+  for (auto [k, n] : shapes) {
+    operands.emplace_back(torch::randn({G, tokens, k}, opt), torch::randn({G, n, k}, opt));
+    flops += 2.0 * G * tokens * k * n;
+  }
+  torch::NoGradGuard no_grad;
+  double best = 1e30;
+  for (int64_t r = 0; r <= reps; ++r) {  // the first is a warm-up
+    const double t0 = now_ms();
+    torch::Tensor s = torch::zeros({}, opt);
+    for (auto& [x, w] : operands) s = s + torch::bmm(x, w.transpose(1, 2)).select(1, 0).sum();
+    s.item<double>();
+    if (r > 0) best = std::min(best, now_ms() - t0);
+  }
+  return flops / 1e9 / (best / 1e3);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -46,6 +83,7 @@ int main(int argc, char** argv) {
     const torch::Device device = resolve_device(args.str("device", "cpu"), "bench_fuser: --device");
     const torch::Dtype dtype = resolve_dtype(args.str("dtype", "auto"), device, "bench_fuser: --dtype");
     const double peak_tflops = args.number("peak-tflops", 0.0);
+    const kernels::ScopedOpPath ops(kernels::parse_op_path(args.str("ops", "auto")));
     args.finish();
     compat::use_all_cores();
     if (threads > 0) torch::set_num_threads(static_cast<int>(threads));
@@ -89,6 +127,7 @@ int main(int argc, char** argv) {
     const auto [loop_best, loop_mean] = time(per_layer);
     const auto [batch_best, batch_mean] = time(batched);
     const double gflop = fuser_flops(c, Lf, B * N) / 1e9;
+    const double gemm_rate = plain_gemm_gflops(c, Lf, B * N, reps, device, dtype);
     std::cout << "fuser benchmark: " << Lf << " layers x " << B << " x " << N
               << " tokens, h=m=" << c.hidden_dim << ", L=" << c.num_layers << ", H_r=" << c.target_num_heads
               << " D_r=" << c.target_head_dim << " <- H_s=" << c.source_num_heads
@@ -96,10 +135,14 @@ int main(int argc, char** argv) {
               << torch::get_num_threads() << " threads, LibTorch " << TORCH_VERSION << "\n"
               << "  parameters " << c.parameters_per_layer() * Lf / 1e6 << " M, "
               << gflop << " GFLOP per pass (K and V)\n"
+              << "  op path " << kernels::op_path_name(kernels::op_path()) << "\n"
+              << "  plain GEMM rate on these shapes (same run): " << gemm_rate << " GFLOP/s\n"
               << "  per-layer loop : best " << loop_best << " ms, mean " << loop_mean << " ms, "
-              << gflop / (loop_best / 1e3) << " GFLOP/s\n"
+              << gflop / (loop_best / 1e3) << " GFLOP/s, "
+              << 100 * gflop / (loop_best / 1e3) / gemm_rate << "% of the GEMM rate\n"
               << "  batched stacked: best " << batch_best << " ms, mean " << batch_mean << " ms, "
-              << gflop / (batch_best / 1e3) << " GFLOP/s\n"
+              << gflop / (batch_best / 1e3) << " GFLOP/s, "
+              << 100 * gflop / (batch_best / 1e3) / gemm_rate << "% of the GEMM rate\n"
               << "  speed-up (loop / batched, best): " << loop_best / batch_best << "x\n";
     if (peak_tflops > 0)
       std::cout << "  batched: " << 100.0 * gflop / (batch_best / 1e3) / (peak_tflops * 1e3)

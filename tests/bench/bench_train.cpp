@@ -1,8 +1,11 @@
 // Benchmark (not a test): one fuser training step against a plain receiver forward+backward of
 // the same batch, on random models (by default receiver ~25M parameters, Qwen3-style; sharer
 // ~20M, Llama-style). Prints tokens per second and peak memory after each, and with
-// --peak-tflops the model FLOPs utilisation of the fuser step.
+// --peak-tflops the model FLOPs utilisation of the fuser step. The fuser step is timed twice in
+// the same run: with the kernels (the default op path: CUDA kernels on a GPU, the per-op faster
+// CPU implementation on the CPU) and without (every fuser op in plain LibTorch ops).
 //   build/bench_train [--batch 4] [--prompt 96] [--response 32] [--hidden 256] [--repeats 3]
+//                     [--threads N]
 //                     [--receiver-preset bench-25m] [--sharer-preset bench-20m-llama]
 //                     [--device cpu|cuda] [--dtype auto|float32|bfloat16] [--peak-tflops T]
 // The published shapes on a GPU: --receiver-preset qwen3-0.6b --sharer-preset qwen2.5-0.5b
@@ -13,6 +16,7 @@
 #include <sstream>
 
 #include "data/paired_dataset.h"
+#include "kernels/fused_ops.h"
 #include "modules/common/error.h"
 #include "modules/common/torch_compat.h"
 #include "modules/device.h"
@@ -68,7 +72,9 @@ int main(int argc, char** argv) {
     const std::string spreset = args.str("sharer-preset", "bench-20m-llama");
     const std::string device_name = args.str("device", "cpu"), dtype_name = args.str("dtype", "auto");
     const double peak_tflops = args.number("peak-tflops", 0.0);
+    const int64_t threads = args.integer("threads", 0);
     args.finish();
+    if (threads > 0) torch::set_num_threads(static_cast<int>(threads));
     const torch::Device device = resolve_device(device_name, "bench_train: --device");
     resolve_dtype(dtype_name, device, "bench_train: --dtype");  // checked here, applied by the recipe
     const std::string rdir = ensure_model(rpreset), sdir = ensure_model(spreset);
@@ -150,6 +156,11 @@ int main(int argc, char** argv) {
     };
     const double t_fused = seconds(fused, repeats, device);
     const size_t mem_fused = peak_mib();
+    double t_unfused = 0;
+    {
+      const kernels::ScopedOpPath off(kernels::OpPath::torch);
+      t_unfused = seconds(fused, repeats, device);
+    }
     // The fuser step's weight FLOPs: sharer prefill and receiver prefix prefill (forward), the
     // fuser over the P - 1 fused positions (forward + backward with weight gradients: 3x), the
     // receiver's response pass (forward + backward to its inputs only, frozen weights: 2x) and
@@ -165,17 +176,20 @@ int main(int argc, char** argv) {
     std::ostringstream mfu;
     mfu << step_flops / 1e12 << " TFLOP per step, " << step_flops / t_fused / 1e12 << " TFLOP/s";
     if (peak_tflops > 0) mfu << ", MFU " << 100.0 * step_flops / t_fused / (peak_tflops * 1e12) << "% of " << peak_tflops;
+    const std::string kernels_line =
+        "  without kernels (fuser ops in LibTorch ops): " + std::to_string(t_unfused * 1e3) +
+        " ms; with / without: " + std::to_string(t_unfused / t_fused) + "x speed\n";
     if (only_fused) {
       std::cout << "fuser training step" << (checkpointing ? " (activation checkpointing)" : "") << ": "
                 << t_fused * 1e3 << " ms, " << static_cast<int64_t>(tokens / t_fused) << " tokens/s, " << mem_what
-                << mem_fused << " MiB\n  " << mfu.str() << "\n";
+                << mem_fused << " MiB\n  " << mfu.str() << "\n" << kernels_line;
       return 0;
     }
     std::cout << "plain receiver fwd+bwd: " << t_plain * 1e3 << " ms, " << static_cast<int64_t>(tokens / t_plain)
               << " tokens/s, " << mem_what << mem_plain << " MiB\n"
               << "fuser training step:    " << t_fused * 1e3 << " ms, " << static_cast<int64_t>(tokens / t_fused)
               << " tokens/s, " << mem_what << mem_fused << " MiB (includes sharer prefill)\n"
-              << "  " << mfu.str() << "\n"
+              << "  " << mfu.str() << "\n" << kernels_line
               << "ratio (fuser step / plain): " << t_fused / t_plain << "x time\n";
     return 0;
   } catch (const std::exception& e) {

@@ -6,6 +6,9 @@
 
 #include <cmath>
 
+#include <torch/cuda.h>
+
+#include "kernels/fused_ops.h"
 #include "modules/common/error.h"
 #include "modules/fuser.h"
 #include "modules/safetensors.h"
@@ -20,7 +23,7 @@ namespace {
 constexpr double kAtol = 1e-5, kRtol = 1e-5;
 
 double max_excess(const torch::Tensor& got, const torch::Tensor& want) {
-  auto g = got.detach().to(torch::kFloat64), w = want.to(torch::kFloat64);
+  auto g = got.detach().to(torch::kCPU, torch::kFloat64), w = want.to(torch::kFloat64);
   return ((g - w).abs() - kRtol * w.abs()).max().item<double>();
 }
 
@@ -28,7 +31,7 @@ double max_excess(const torch::Tensor& got, const torch::Tensor& want) {
   do {                                                                                   \
     ASSERT_EQ((got).sizes(), (want).sizes()) << what;                                    \
     EXPECT_LE(max_excess(got, want), kAtol) << what << ": max |diff| "                   \
-        << ((got).detach().to(torch::kFloat64) - (want).to(torch::kFloat64)).abs().max().item<double>(); \
+        << ((got).detach().to(torch::kCPU, torch::kFloat64) - (want).to(torch::kFloat64)).abs().max().item<double>(); \
   } while (0)
 
 struct Golden {
@@ -37,8 +40,13 @@ struct Golden {
   std::map<std::string, torch::Tensor> t;
 };
 
-Golden load_golden() {
-  const std::string path = test::source_path("tests/fixtures/fuser/fuser_golden.safetensors");
+// One golden per variant (scripts/fuser_reference.py --variant ...).
+const char* kGoldenFiles[] = {"fuser_golden.safetensors",
+                              "fuser_golden_projection_fusion.safetensors",
+                              "fuser_golden_projection.safetensors"};
+
+Golden load_golden(const std::string& name = kGoldenFiles[0]) {
+  const std::string path = test::source_path("tests/fixtures/fuser/" + name);
   auto file = SafetensorsFile::open(path);
   auto meta = file->metadata();
   EXPECT_EQ(meta["format_version"], "1")
@@ -56,6 +64,7 @@ Golden load_golden() {
   g.config.final_temperature = j["final_temperature"];
   g.config.anneal_steps = j["anneal_steps"];
   g.config.dropout = 0.0;  // the golden has no dropout (its mask cannot be replayed)
+  if (j.contains("variant")) g.config.variant = parse_fuser_variant(j["variant"]);
   g.num_fusers = j["num_fusers"];
   for (const auto& name : file->names()) g.t[name] = file->load(name);
   return g;
@@ -75,73 +84,139 @@ StackedFuser fuser_from_golden(const Golden& g) {
 
 const char* kInputs[] = {"sharer_key", "sharer_value", "receiver_key", "receiver_value"};
 
-TEST(Fuser, BatchedForwardBackwardMatchReference) {
-  Golden g = load_golden();
-  StackedFuser f = fuser_from_golden(g);
-  f->train();
-  std::map<std::string, torch::Tensor> in;
-  for (const char* k : kInputs) in[k] = g.t.at(k).clone().requires_grad_(true);
-  GateNoise noise{g.t.at("noise.key_u"), g.t.at("noise.value_u")};
-  FusedKV out = f->forward(in["sharer_key"], in["sharer_value"], in["receiver_key"],
-                           in["receiver_value"], &noise);
-  EXPECT_CLOSE(out.key, g.t.at("train.key"), "train key");
-  EXPECT_CLOSE(out.value, g.t.at("train.value"), "train value");
+// The inputs' gradients against the golden; an input the golden has no gradient for (the
+// projection ablation's receiver cache) must get none (or zeros) here.
+void expect_input_grads(std::map<std::string, torch::Tensor>& in, const Golden& g) {
+  for (const char* k : kInputs) {
+    const std::string key = std::string("grad.") + k;
+    if (g.t.count(key)) {
+      EXPECT_CLOSE(in[k].grad(), g.t.at(key), k);
+    } else {
+      EXPECT_TRUE(!in[k].grad().defined() || in[k].grad().abs().max().item<double>() == 0.0) << k;
+    }
+  }
+}
 
-  auto loss = (out.key * g.t.at("cot.key")).sum() + (out.value * g.t.at("cot.value")).sum();
-  loss.backward();
-  for (const char* k : kInputs) EXPECT_CLOSE(in[k].grad(), g.t.at(std::string("grad.") + k), k);
-  int compared = 0;
+// Every fuser gradient against the golden, and the same set of them on both sides.
+void expect_layer_grads(const StackedFuser& f, const Golden& g) {
+  int compared = 0, expected = 0;
+  for (const auto& [name, t] : g.t) expected += name.rfind("grad.layer", 0) == 0;
   for (int64_t i = 0; i < g.num_fusers; ++i) {
     for (const auto& [name, grad] : f->layer_state(i, /*gradients=*/true)) {
       const std::string key = "grad.layer" + std::to_string(i) + "." + name;
-      ASSERT_TRUE(g.t.count(key)) << key;
+      ASSERT_TRUE(g.t.count(key)) << key << " has a gradient here but none in the golden";
       EXPECT_CLOSE(grad, g.t.at(key), key);
       ++compared;
     }
   }
-  // 2 branches x (in 2 + mlp1 3 + scalar 3 + head 2 + 2 proj blocks x 3 + out 2) + 2 gates.
-  EXPECT_EQ(compared, g.num_fusers * (2 * 18 + 2));
-
-  f->eval();
-  torch::NoGradGuard no_grad;
-  FusedKV ev = f->forward(g.t.at("sharer_key"), g.t.at("sharer_value"), g.t.at("receiver_key"),
-                          g.t.at("receiver_value"));
-  EXPECT_CLOSE(ev.key, g.t.at("eval.key"), "eval key");
-  EXPECT_CLOSE(ev.value, g.t.at("eval.value"), "eval value");
-  // Layer 1's key gate and layer 2's value gate are closed (logit < 0): receiver kept exactly.
-  EXPECT_TRUE(torch::equal(ev.key[1], g.t.at("receiver_key")[1]));
-  EXPECT_TRUE(torch::equal(ev.value[2], g.t.at("receiver_value")[2]));
-  EXPECT_FALSE(torch::equal(ev.key[0], g.t.at("receiver_key")[0]));
+  EXPECT_EQ(compared, expected);
 }
 
-TEST(Fuser, PerLayerForwardBackwardMatchReference) {
-  Golden g = load_golden();
-  StackedFuser f = fuser_from_golden(g);
-  f->train();
-  std::map<std::string, torch::Tensor> in;
-  for (const char* k : kInputs) in[k] = g.t.at(k).clone().requires_grad_(true);
-  torch::Tensor loss = torch::zeros({});
-  for (int64_t i = 0; i < g.num_fusers; ++i) {
-    GateNoise noise{g.t.at("noise.key_u")[i], g.t.at("noise.value_u")[i]};
-    FusedKV out = f->forward_layer(i, in["sharer_key"][i], in["sharer_value"][i],
-                                   in["receiver_key"][i], in["receiver_value"][i], &noise);
-    EXPECT_CLOSE(out.key, g.t.at("train.key")[i], "layer " << i << " train key");
-    EXPECT_CLOSE(out.value, g.t.at("train.value")[i], "layer " << i << " train value");
-    loss = loss + (out.key * g.t.at("cot.key")[i]).sum() + (out.value * g.t.at("cot.value")[i]).sum();
-  }
-  loss.backward();
-  for (const char* k : kInputs) EXPECT_CLOSE(in[k].grad(), g.t.at(std::string("grad.") + k), k);
-  for (int64_t i = 0; i < g.num_fusers; ++i)
-    for (const auto& [name, grad] : f->layer_state(i, true))
-      EXPECT_CLOSE(grad, g.t.at("grad.layer" + std::to_string(i) + "." + name), name);
+// The golden tests run on every op path (kernels/fused_ops.h): the default, the kernel path
+// (the CPU references here, the CUDA kernels on a GPU) and plain LibTorch ops; and on CUDA where
+// a GPU exists (the same bodies, inputs moved there, results compared on the CPU).
+struct GoldenRun {
+  kernels::OpPath path;
+  bool cuda;
+};
 
-  f->eval();
-  torch::NoGradGuard no_grad;
-  for (int64_t i = 0; i < g.num_fusers; ++i) {
-    FusedKV out = f->forward_layer(i, g.t.at("sharer_key")[i], g.t.at("sharer_value")[i],
-                                   g.t.at("receiver_key")[i], g.t.at("receiver_value")[i]);
-    EXPECT_CLOSE(out.key, g.t.at("eval.key")[i], "layer " << i << " eval key");
-    EXPECT_CLOSE(out.value, g.t.at("eval.value")[i], "layer " << i << " eval value");
+class FuserGolden : public ::testing::TestWithParam<GoldenRun> {
+ protected:
+  void SetUp() override {
+    if (GetParam().cuda && !torch::cuda::is_available())
+      GTEST_SKIP() << "no CUDA device visible to LibTorch";
+    path_ = std::make_unique<kernels::ScopedOpPath>(GetParam().path);
+  }
+  torch::Device device() const { return GetParam().cuda ? torch::kCUDA : torch::kCPU; }
+  // A golden tensor on the test's device.
+  torch::Tensor at(const Golden& g, const std::string& name) const {
+    return g.t.at(name).to(device());
+  }
+  std::unique_ptr<kernels::ScopedOpPath> path_;
+};
+
+INSTANTIATE_TEST_SUITE_P(
+    OpPaths, FuserGolden,
+    ::testing::Values(GoldenRun{kernels::OpPath::automatic, false},
+                      GoldenRun{kernels::OpPath::reference, false},
+                      GoldenRun{kernels::OpPath::torch, false},
+                      GoldenRun{kernels::OpPath::automatic, true},
+                      GoldenRun{kernels::OpPath::torch, true}),
+    [](const ::testing::TestParamInfo<GoldenRun>& info) {
+      return std::string(info.param.cuda ? "cuda_" : "cpu_") +
+             kernels::op_path_name(info.param.path);
+    });
+
+TEST_P(FuserGolden, BatchedForwardBackwardMatchReference) {
+  for (const char* file : kGoldenFiles) {
+    SCOPED_TRACE(file);
+    Golden g = load_golden(file);
+    StackedFuser f = fuser_from_golden(g);
+    f->to(device());
+    f->train();
+    std::map<std::string, torch::Tensor> in;
+    for (const char* k : kInputs) in[k] = at(g, k).clone().requires_grad_(true);
+    GateNoise noise{at(g, "noise.key_u"), at(g, "noise.value_u")};
+    FusedKV out = f->forward(in["sharer_key"], in["sharer_value"], in["receiver_key"],
+                             in["receiver_value"], &noise);
+    EXPECT_CLOSE(out.key, g.t.at("train.key"), "train key");
+    EXPECT_CLOSE(out.value, g.t.at("train.value"), "train value");
+
+    auto loss = (out.key * at(g, "cot.key")).sum() + (out.value * at(g, "cot.value")).sum();
+    loss.backward();
+    expect_input_grads(in, g);
+    expect_layer_grads(f, g);
+    if (g.config.variant == FuserVariant::full) {
+      // 2 branches x (in 2 + mlp1 3 + scalar 3 + head 2 + 2 proj blocks x 3 + out 2) + 2 gates.
+      int64_t n = 0;
+      for (int64_t i = 0; i < g.num_fusers; ++i) n += static_cast<int64_t>(f->layer_state(i, true).size());
+      EXPECT_EQ(n, g.num_fusers * (2 * 18 + 2));
+    }
+
+    f->eval();
+    torch::NoGradGuard no_grad;
+    FusedKV ev = f->forward(at(g, "sharer_key"), at(g, "sharer_value"), at(g, "receiver_key"),
+                            at(g, "receiver_value"));
+    EXPECT_CLOSE(ev.key, g.t.at("eval.key"), "eval key");
+    EXPECT_CLOSE(ev.value, g.t.at("eval.value"), "eval value");
+    if (g.config.variant != FuserVariant::full) continue;
+    // Layer 1's key gate and layer 2's value gate are closed (logit < 0): receiver kept exactly.
+    EXPECT_TRUE(torch::equal(ev.key[1].cpu(), g.t.at("receiver_key")[1]));
+    EXPECT_TRUE(torch::equal(ev.value[2].cpu(), g.t.at("receiver_value")[2]));
+    EXPECT_FALSE(torch::equal(ev.key[0].cpu(), g.t.at("receiver_key")[0]));
+  }
+}
+
+TEST_P(FuserGolden, PerLayerForwardBackwardMatchReference) {
+  for (const char* file : kGoldenFiles) {
+    SCOPED_TRACE(file);
+    Golden g = load_golden(file);
+    StackedFuser f = fuser_from_golden(g);
+    f->to(device());
+    f->train();
+    std::map<std::string, torch::Tensor> in;
+    for (const char* k : kInputs) in[k] = at(g, k).clone().requires_grad_(true);
+    torch::Tensor loss = torch::zeros({}, torch::TensorOptions().device(device()));
+    for (int64_t i = 0; i < g.num_fusers; ++i) {
+      GateNoise noise{at(g, "noise.key_u")[i], at(g, "noise.value_u")[i]};
+      FusedKV out = f->forward_layer(i, in["sharer_key"][i], in["sharer_value"][i],
+                                     in["receiver_key"][i], in["receiver_value"][i], &noise);
+      EXPECT_CLOSE(out.key, g.t.at("train.key")[i], "layer " << i << " train key");
+      EXPECT_CLOSE(out.value, g.t.at("train.value")[i], "layer " << i << " train value");
+      loss = loss + (out.key * at(g, "cot.key")[i]).sum() + (out.value * at(g, "cot.value")[i]).sum();
+    }
+    loss.backward();
+    expect_input_grads(in, g);
+    expect_layer_grads(f, g);
+
+    f->eval();
+    torch::NoGradGuard no_grad;
+    for (int64_t i = 0; i < g.num_fusers; ++i) {
+      FusedKV out = f->forward_layer(i, at(g, "sharer_key")[i], at(g, "sharer_value")[i],
+                                     at(g, "receiver_key")[i], at(g, "receiver_value")[i]);
+      EXPECT_CLOSE(out.key, g.t.at("eval.key")[i], "layer " << i << " eval key");
+      EXPECT_CLOSE(out.value, g.t.at("eval.value")[i], "layer " << i << " eval value");
+    }
   }
 }
 

@@ -8,7 +8,8 @@
 
 #include "modules/common/error.h"
 #include "modules/common/files.h"
-#include "modules/fuser_checkpoint.h"
+#include "modules/official_checkpoint.h"
+#include "modules/torch_pickle.h"
 #include "modules/safetensors.h"
 #include "tests/common/test_util.h"
 #include "trainer/cli.h"
