@@ -62,6 +62,17 @@ int32_t to_i32(int64_t v, const std::string& what) {
 
 }  // namespace
 
+std::string sample_layout_problem(const PairedSample& s) {
+  const int64_t len = s.length();
+  if (s.prompt_length < 1 || s.prompt_length >= len)
+    return c2c::str("prompt_length = ", s.prompt_length, " must be in [1, ", len,
+                    ") so a response remains");
+  if (s.loss_start < s.prompt_length || s.loss_end > len || s.loss_start >= s.loss_end)
+    return c2c::str("loss range [", s.loss_start, ", ", s.loss_end, ") must lie in the response [",
+                    s.prompt_length, ", ", len, ")");
+  return "";
+}
+
 void write_paired_shard(const std::string& path, const std::vector<PairedSample>& samples,
                         int num_sharers, const nlohmann::json& info) {
   quiet_hdf5();

@@ -52,6 +52,12 @@ struct PairedSample {
   int64_t length() const { return static_cast<int64_t>(receiver_ids.size()); }
 };
 
+// The layout every consumer relies on: prompt_length in [1, length) so a response remains, the
+// loss range [loss_start, loss_end) non-empty inside the response [prompt_length, length).
+// Returns "" when it holds, else what is wrong ("prompt_length = 0 must be in [1, 9) ...").
+// The one rule: the stream checks shard samples with it, the C2C forward every batch row.
+std::string sample_layout_problem(const PairedSample& sample);
+
 // Writes one shard (atomically: a temporary name, then rename). Throws c2c::Error naming the
 // path on an inconsistent sample (sizes that do not match) or an HDF5 failure.
 void write_paired_shard(const std::string& path, const std::vector<PairedSample>& samples,

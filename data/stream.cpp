@@ -194,7 +194,6 @@ struct PairedStream::Impl {
   // HDF5 keeps no checksums: a damaged value must fail here, naming the shard, the sample and the
   // field, not deep inside the trainer.
   void check_sample(const PairedSample& s, const std::string& shard, int64_t local) const {
-    const int64_t len = static_cast<int64_t>(s.receiver_ids.size());
     auto bad = [&](const std::string& field, const auto&... what) {
       fail("paired shard ", shard, ", sample ", local, " (data set index ", s.index, "): ", field, " ",
            what..., "\nHINT: the shard is damaged or was not written by this `c2c prepare`; re-run it");
@@ -206,11 +205,7 @@ struct PairedStream::Impl {
               vocab > 0 ? std::to_string(vocab) : std::string("..."), ")");
     };
     ids_in(s.receiver_ids, vocab.receiver, "receiver_ids");
-    if (s.prompt_length < 1 || s.prompt_length >= len)
-      bad("prompt_length", "= ", s.prompt_length, " must be in [1, ", len, ") so a response remains");
-    if (s.loss_start < s.prompt_length || s.loss_end > len || s.loss_start >= s.loss_end)
-      bad("loss range", "[", s.loss_start, ", ", s.loss_end, ") must lie in the response [",
-          s.prompt_length, ", ", len, ")");
+    if (const std::string problem = sample_layout_problem(s); !problem.empty()) bad("layout:", problem);
     for (size_t j = 0; j < s.sharers.size(); ++j) {
       const PairedSharer& sh = s.sharers[j];
       const std::string tag = "sharer " + std::to_string(j) + " ";

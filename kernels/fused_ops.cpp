@@ -37,15 +37,18 @@ std::atomic<int> g_op_path{static_cast<int>(OpPath::automatic)};
 
 enum class Op { rms_norm, gelu, dropout_residual, gated_combine };
 
-// OpPath::automatic: which CPU implementation is faster for each op on the fuser's shapes
-// (bench_kernels at 1 and 2 threads, README "Kernels"). The references are single-threaded
-// loops; LibTorch's ops vectorise and use every intra-op thread.
+// OpPath::automatic: which CPU implementation is faster for each op on the fuser's shapes,
+// forward + backward (bench_kernels at 1 and 2 threads, published widths, 170 tokens; README
+// "Kernels"). The references are single-threaded loops; LibTorch's ops vectorise and use every
+// intra-op thread. RMSNorm's one-pass reference beats LibTorch's five ops at 1 and 2 threads
+// (3.5x, 2.5x); GELU's scalar erf loses (0.07x); dropout + residual loses (0.9x, 0.6x); the gated
+// combine's reference wins on one thread (2.2x) and ties or loses on more (0.94x).
 bool reference_is_faster(Op op) {
   switch (op) {
-    case Op::rms_norm: return false;
+    case Op::rms_norm: return true;
     case Op::gelu: return false;
-    case Op::dropout_residual: return true;  // one pass; the LibTorch form builds a mask first
-    case Op::gated_combine: return false;
+    case Op::dropout_residual: return false;
+    case Op::gated_combine: return at::get_num_threads() == 1;
   }
   return false;
 }

@@ -73,12 +73,8 @@ KVCache select_rows(const KVCache& c, const torch::Tensor& index, torch::Device 
 
 // Checks one sample against the sequence layout c2c_loss relies on.
 void check_sample(const PairedSample& ex, size_t n_sharers) {
-  const int64_t n = ex.length();
-  C2C_CHECK(ex.prompt_length >= 1 && ex.prompt_length < n, "sample ", ex.index, ": prompt length ",
-            ex.prompt_length, " must be in [1, ", n, ") so a response remains");
-  C2C_CHECK(ex.loss_start >= ex.prompt_length && ex.loss_end <= n && ex.loss_start < ex.loss_end,
-            "sample ", ex.index, ": loss range [", ex.loss_start, ", ", ex.loss_end,
-            ") must lie in the response [", ex.prompt_length, ", ", n, ")");
+  const std::string problem = sample_layout_problem(ex);  // data/paired_dataset.h
+  C2C_CHECK(problem.empty(), "sample ", ex.index, ": ", problem);
   C2C_CHECK(n_sharers == 0 || ex.sharers.size() == n_sharers, "sample ", ex.index, " has ", ex.sharers.size(),
             " sharer sequences for ", n_sharers,
             " sharers\nHINT: prepare the data with the recipe's sharer tokenizers");

@@ -132,6 +132,19 @@ class FuserGolden : public ::testing::TestWithParam<GoldenRun> {
   torch::Tensor at(const Golden& g, const std::string& name) const {
     return g.t.at(name).to(device());
   }
+  // The golden's fuser on the test's device, in training mode.
+  StackedFuser training_fuser(const Golden& g) const {
+    StackedFuser f = fuser_from_golden(g);
+    f->to(device());
+    f->train();
+    return f;
+  }
+  // The golden's inputs as leaves on the test's device.
+  std::map<std::string, torch::Tensor> leaf_inputs(const Golden& g) const {
+    std::map<std::string, torch::Tensor> in;
+    for (const char* k : kInputs) in[k] = at(g, k).clone().requires_grad_(true);
+    return in;
+  }
   std::unique_ptr<kernels::ScopedOpPath> path_;
 };
 
@@ -151,11 +164,8 @@ TEST_P(FuserGolden, BatchedForwardBackwardMatchReference) {
   for (const char* file : kGoldenFiles) {
     SCOPED_TRACE(file);
     Golden g = load_golden(file);
-    StackedFuser f = fuser_from_golden(g);
-    f->to(device());
-    f->train();
-    std::map<std::string, torch::Tensor> in;
-    for (const char* k : kInputs) in[k] = at(g, k).clone().requires_grad_(true);
+    StackedFuser f = training_fuser(g);
+    auto in = leaf_inputs(g);
     GateNoise noise{at(g, "noise.key_u"), at(g, "noise.value_u")};
     FusedKV out = f->forward(in["sharer_key"], in["sharer_value"], in["receiver_key"],
                              in["receiver_value"], &noise);
@@ -191,11 +201,8 @@ TEST_P(FuserGolden, PerLayerForwardBackwardMatchReference) {
   for (const char* file : kGoldenFiles) {
     SCOPED_TRACE(file);
     Golden g = load_golden(file);
-    StackedFuser f = fuser_from_golden(g);
-    f->to(device());
-    f->train();
-    std::map<std::string, torch::Tensor> in;
-    for (const char* k : kInputs) in[k] = at(g, k).clone().requires_grad_(true);
+    StackedFuser f = training_fuser(g);
+    auto in = leaf_inputs(g);
     torch::Tensor loss = torch::zeros({}, torch::TensorOptions().device(device()));
     for (int64_t i = 0; i < g.num_fusers; ++i) {
       GateNoise noise{at(g, "noise.key_u")[i], at(g, "noise.value_u")[i]};

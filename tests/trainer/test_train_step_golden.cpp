@@ -102,16 +102,21 @@ void expect_near(const torch::Tensor& got, const torch::Tensor& want, const std:
   test::expect_close(got, want, 2e-5 * scale, 1e-4, what);
 }
 
+// A recipe for the fixture pair that starts from the golden's fuser.
+Recipe golden_recipe(const StepGolden& g, std::vector<std::string> overrides) {
+  overrides.push_back("fuser.init_from=" + write_fuser(g));
+  overrides.push_back("train.device=cpu");
+  return Recipe::from_yaml_text("receiver: " + test::source_path(kReceiver) + "\nsharers: [" +
+                                    test::source_path(kSharer) + "]\ndata: {train: unused}\n",
+                                "golden", overrides);
+}
+
 class TrainStepGolden : public ::testing::TestWithParam<kernels::OpPath> {};
 
 TEST_P(TrainStepGolden, LossAndEveryFuserGradientMatchPyTorch) {
   const kernels::ScopedOpPath path(GetParam());
   const StepGolden g = load_step_golden();
-  Recipe recipe = Recipe::from_yaml_text(
-      "receiver: " + test::source_path(kReceiver) + "\nsharers: [" + test::source_path(kSharer) +
-          "]\ndata: {train: unused}\n",
-      "golden", {"fuser.init_from=" + write_fuser(g), "fuser.gate_noise=false", "train.device=cpu"});
-  FuserTrainer trainer(recipe);
+  FuserTrainer trainer(golden_recipe(g, {"fuser.gate_noise=false"}));
   trainer.set_mode(/*training=*/true, g.step);
   C2CLoss loss = trainer.forward(g.rows, /*noise_seed=*/1);
   loss.loss_sum.backward();
@@ -135,11 +140,7 @@ TEST_P(TrainStepGolden, LossAndEveryFuserGradientMatchPyTorch) {
 TEST_P(TrainStepGolden, EvaluationForwardInEveryModeMatchesPyTorch) {
   const kernels::ScopedOpPath path(GetParam());
   const StepGolden g = load_step_golden();
-  Recipe recipe = Recipe::from_yaml_text(
-      "receiver: " + test::source_path(kReceiver) + "\nsharers: [" + test::source_path(kSharer) +
-          "]\ndata: {train: unused}\n",
-      "golden", {"fuser.init_from=" + write_fuser(g), "train.device=cpu"});
-  FuserTrainer trainer(recipe);
+  FuserTrainer trainer(golden_recipe(g, {}));
   trainer.set_mode(/*training=*/false, g.step);
   torch::NoGradGuard no_grad;
   C2CLossOptions shared;
