@@ -22,6 +22,7 @@
 
 #include "data/unicode_nfc.h"
 #include "modules/common/error.h"
+#include "modules/common/fingerprint.h"
 #include "modules/common/files.h"
 
 namespace c2c {
@@ -1160,17 +1161,11 @@ const std::string& Tokenizer::eos_token() const { return impl_->eos_token; }
 const std::string& Tokenizer::dir() const { return impl_->dir; }
 
 std::string tokenizer_fingerprint(const std::string& dir) {
-  uint64_t h = 1469598103934665603ull;  // FNV-1a, 64 bit
-  auto feed = [&h](const std::string& bytes) {
-    for (unsigned char c : bytes) h = (h ^ c) * 1099511628211ull;
-    h = (h ^ 0xffu) * 1099511628211ull;  // separates the files
-  };
-  feed(read_file(join_path(dir, "tokenizer.json")));
+  Fingerprint f;
+  f.feed(read_file(join_path(dir, "tokenizer.json")));
   const std::string config = join_path(dir, "tokenizer_config.json");
-  feed(file_exists(config) ? read_file(config) : std::string());
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "fnv1a64:%016llx", static_cast<unsigned long long>(h));
-  return buf;
+  f.feed(file_exists(config) ? read_file(config) : std::string());
+  return f.str();
 }
 
 }  // namespace c2c

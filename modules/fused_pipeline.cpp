@@ -1,8 +1,10 @@
 #include "modules/fused_pipeline.h"
 
 #include <chrono>
+#include <iostream>
 
 #include "modules/common/error.h"
+#include "modules/common/files.h"
 
 namespace c2c {
 
@@ -53,6 +55,29 @@ void FusedPipeline::check_compatible() const {
               f.source_head_dim, " but sharer '", sharers_[j]->path(), "' has ", s.num_kv_heads,
               " of dim ", s.head_dim);
     fusers_.sharers[j].layer_map.validate(r.num_layers, s.num_layers);
+  }
+  warn_if_other_models(fusers_, *receiver_, sharers_, std::cerr);
+}
+
+void warn_if_other_models(const FuserCheckpoint& fusers, const LLM& receiver,
+                          const std::vector<std::shared_ptr<LLM>>& sharers, std::ostream& log) {
+  // A model's fingerprint when its folder is known and the checkpoint recorded one to compare.
+  auto differs = [](const std::string& recorded, const std::string& dir) -> std::string {
+    if (recorded.empty() || dir.empty() || !file_exists(join_path(dir, "config.json"))) return "";
+    const std::string now = model_fingerprint(dir);
+    return now == recorded ? "" : now;
+  };
+  if (const auto now = differs(fusers.receiver_fingerprint, receiver.path()); !now.empty())
+    log << "warning: the fuser was trained with the receiver '" << fusers.receiver_model << "' ("
+        << fusers.receiver_fingerprint << "), but the receiver '" << receiver.path() << "' is another "
+        << "model (" << now << "): its shapes fit, its weights may not; check the fused results "
+           "(c2c eval) before trusting them\n";
+  for (size_t j = 0; j < sharers.size() && j < fusers.sharers.size(); ++j) {
+    const FuserSet& set = fusers.sharers[j];
+    if (const auto now = differs(set.sharer_fingerprint, sharers[j]->path()); !now.empty())
+      log << "warning: fuser set " << j << " was trained with the sharer '" << set.sharer_model
+          << "' (" << set.sharer_fingerprint << "), but the sharer '" << sharers[j]->path()
+          << "' is another model (" << now << "): its shapes fit, its weights may not\n";
   }
 }
 

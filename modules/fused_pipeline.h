@@ -5,6 +5,7 @@
 //
 // Legend: B batch, S receiver cache slots, H KV heads, D head dim; _s sharer, _r receiver.
 #pragma once
+#include <iosfwd>
 #include <memory>
 #include <string>
 #include <vector>
@@ -28,6 +29,12 @@ struct SharerInput {
 // Identity alignment for sharers that share the receiver's tokenizer: the sharer reads the same
 // prefix tokens and position p reads sharer slot p.
 SharerInput identity_alignment(const std::vector<std::vector<int64_t>>& receiver_prefixes);
+
+// Writes a warning to `log` for every model whose fingerprint differs from the one the fuser
+// checkpoint recorded (model_fingerprint; nothing when it recorded none, as imported official
+// checkpoints). Called by every FusedPipeline on construction.
+void warn_if_other_models(const FuserCheckpoint& fusers, const LLM& receiver,
+                          const std::vector<std::shared_ptr<LLM>>& sharers, std::ostream& log);
 
 class FusedPipeline {
  public:

@@ -47,9 +47,9 @@ int64_t FuserConfig::parameters_per_layer() const {
   return n;
 }
 
-void FuserConfig::validate() const {
-  auto positive = [](int64_t v, const char* name) {
-    C2C_CHECK(v > 0, "fuser config: ", name, " must be > 0, got ", v);
+void FuserConfig::validate(const std::string& where, const std::string& key_prefix) const {
+  auto positive = [&](int64_t v, const char* name) {
+    C2C_CHECK(v > 0, where, ": ", key_prefix, name, " must be > 0, got ", v);
   };
   positive(source_num_heads, "source_num_heads");
   positive(source_head_dim, "source_head_dim");
@@ -57,29 +57,44 @@ void FuserConfig::validate() const {
   positive(target_head_dim, "target_head_dim");
   positive(hidden_dim, "hidden_dim");
   positive(intermediate_dim, "intermediate_dim");
-  C2C_CHECK(num_layers >= 3, "fuser config: num_layers must be >= 3 (1 + (L-2) projection "
-            "blocks), got ", num_layers);
-  C2C_CHECK(dropout >= 0 && dropout < 1, "fuser config: dropout must be in [0, 1), got ",
+  C2C_CHECK(num_layers >= 3, where, ": ", key_prefix, "num_layers must be >= 3 (1 + (L-2) "
+            "projection blocks), got ", num_layers);
+  C2C_CHECK(dropout >= 0 && dropout < 1, where, ": ", key_prefix, "dropout must be in [0, 1), got ",
             dropout);
-  C2C_CHECK(initial_temperature > 0 && final_temperature > 0,
-            "fuser config: temperatures must be > 0, got ", initial_temperature, " and ",
+  C2C_CHECK(initial_temperature > 0 && final_temperature > 0 && std::isfinite(initial_temperature) &&
+                std::isfinite(final_temperature),
+            where, ": gate temperatures must be finite and > 0, got ", key_prefix,
+            "initial_temperature = ", initial_temperature, ", ", key_prefix, "final_temperature = ",
             final_temperature);
-  C2C_CHECK(anneal_steps >= 0, "fuser config: anneal_steps must be >= 0, got ", anneal_steps);
+  C2C_CHECK(anneal_steps >= 0, where, ": ", key_prefix, "anneal_steps = ", anneal_steps,
+            " is out of range: must be >= 0 (0: the run's length)");
 }
 
-const char* fuser_variant_name(FuserVariant v) {
-  switch (v) {
-    case FuserVariant::full: return "full";
-    case FuserVariant::projection_fusion: return "projection_fusion";
-    case FuserVariant::projection: return "projection";
-  }
-  return "?";
+const std::vector<FuserVariantSpec>& fuser_variants() {
+  using C = FuserVariantSpec::Combine;
+  static const std::vector<FuserVariantSpec> variants{
+      {FuserVariant::full, "full", true, C::gated},
+      {FuserVariant::projection_fusion, "projection_fusion", true, C::no_gate},
+      {FuserVariant::projection, "projection", false, C::replace},
+  };
+  return variants;
 }
+
+const FuserVariantSpec& fuser_variant_spec(FuserVariant v) {
+  for (const auto& s : fuser_variants())
+    if (s.variant == v) return s;
+  fail("fuser variant ", static_cast<int>(v), " is not in the registry");
+}
+
+const char* fuser_variant_name(FuserVariant v) { return fuser_variant_spec(v).name; }
 
 FuserVariant parse_fuser_variant(const std::string& name) {
-  for (auto v : {FuserVariant::full, FuserVariant::projection_fusion, FuserVariant::projection})
-    if (name == fuser_variant_name(v)) return v;
-  fail("unknown fuser variant '", name, "'\nHINT: use full, projection_fusion or projection");
+  std::string names;
+  for (const auto& s : fuser_variants()) {
+    if (name == s.name) return s.variant;
+    names += std::string(names.empty() ? "" : ", ") + s.name;
+  }
+  fail("unknown fuser variant '", name, "'\nHINT: use one of ", names);
 }
 
 nlohmann::json FuserConfig::to_json() const {
@@ -223,7 +238,8 @@ StackedFuserImpl::StackedFuserImpl(const FuserConfig& config, int64_t num_fusers
 torch::Dtype StackedFuserImpl::dtype() const { return tensors_[kInW].scalar_type(); }
 
 torch::Tensor StackedFuserImpl::gate_logits() const {
-  return config_.variant == FuserVariant::full ? tensors_[kGate] : torch::Tensor();
+  const bool gated = fuser_variant_spec(config_.variant).combine == FuserVariantSpec::Combine::gated;
+  return gated ? tensors_[kGate] : torch::Tensor();
 }
 
 const torch::Tensor& StackedFuserImpl::temperatures() const { return tensors_[kTemperature]; }
@@ -319,7 +335,8 @@ torch::Tensor StackedFuserImpl::combine(const Weights& w, const torch::Tensor& s
     return x.permute({0, 1, 3, 2, 4}).reshape({n, T, x.size(2) * x.size(4)});
   };
   // The projection-only ablation does not see the receiver: its half of the input is zero.
-  const bool sees_receiver = c.variant != FuserVariant::projection;
+  const FuserVariantSpec& variant = fuser_variant_spec(c.variant);
+  const bool sees_receiver = variant.sees_receiver;
   auto receiver_part = [&](const torch::Tensor& x) {
     return sees_receiver ? tokens(x) : torch::zeros_like(tokens(x));
   };
@@ -341,14 +358,15 @@ torch::Tensor StackedFuserImpl::combine(const Weights& w, const torch::Tensor& s
   for (int64_t j = 0; j < c.num_layers - 2; ++j) p = block(p, proj_block(j));
   p = linear(p, proj_out(c));
   auto p_heads = p.view({G, B, N, Hr, Dr}).permute({0, 1, 3, 2, 4});  // (G, B, H_r, N, D_r) view
-  if (c.variant == FuserVariant::projection) {  // the fused cache is p itself
+  using Combine = FuserVariantSpec::Combine;
+  if (variant.combine == Combine::replace) {  // the fused cache is p itself
     if (target.defined()) return p_heads.to(target.scalar_type());
     return p_heads.to(torch::kFloat32) - torch::stack({rk, rv}).to(torch::kFloat32).view(p_heads.sizes());
   }
 
   auto s = linear(block(z, kScalar), kHeadW);  // (G, T, H_r)
   auto w_logit = s.view({G, B, N, Hr}).permute({0, 1, 3, 2});  // (G, B, H_r, N) view
-  if (c.variant == FuserVariant::projection_fusion)  // no gate
+  if (variant.combine == Combine::no_gate)
     return kernels::gated_combine(target, w_logit, p_heads, {}, {}, {}, /*hard=*/false);
 
   const auto gate_logit = w[kGate].reshape({G});

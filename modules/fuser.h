@@ -36,6 +36,22 @@ double gate_temperature(int64_t step, double tau0, double tau1, int64_t anneal_s
 //   projection_fusion  X_r <- X_r + alpha * p(X_s, X_r)   fusion, head weights, no gate
 //   full               X_r <- X_r + g * alpha * p(X_s, X_r)
 enum class FuserVariant { full, projection_fusion, projection };
+
+// The registry of variants: what each one does is this entry, read by the fuser's forward, its
+// gate accessor and the recipe/JSON names; adding a variant is adding an entry (and its golden,
+// scripts/fuser_reference.py --variant).
+struct FuserVariantSpec {
+  FuserVariant variant;
+  const char* name;
+  bool sees_receiver;  // the fuser's input holds the receiver's K/V (projection: zeros)
+  enum class Combine {
+    replace,  // the fused cache is p itself
+    no_gate,  // X_r + alpha * p
+    gated,    // X_r + g * alpha * p, the Gumbel-sigmoid gate (hard at inference)
+  } combine;
+};
+const std::vector<FuserVariantSpec>& fuser_variants();
+const FuserVariantSpec& fuser_variant_spec(FuserVariant v);
 const char* fuser_variant_name(FuserVariant v);
 // Throws naming the value and the accepted names.
 FuserVariant parse_fuser_variant(const std::string& name);
@@ -60,8 +76,8 @@ struct FuserConfig {
   int64_t in_dim() const { return source_num_heads * source_head_dim; }
   int64_t out_dim() const { return target_num_heads * target_head_dim; }
   int64_t parameters_per_layer() const;  // both branches, gates included, buffer excluded
-  // Throws naming the field when a value is out of range.
-  void validate() const;
+  // Throws naming the field (key_prefix + its name) and `where` when a value is out of range.
+  void validate(const std::string& where = "fuser config", const std::string& key_prefix = "") const;
   // Our JSON form (fuser.json); from_json rejects unknown keys and wrong types, naming `where`.
   nlohmann::json to_json() const;
   static FuserConfig from_json(const nlohmann::json& j, const std::string& where);

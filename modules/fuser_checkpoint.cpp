@@ -5,12 +5,15 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
 #include <cstring>
 #include <map>
 #include <memory>
 #include <set>
 
 #include "modules/common/error.h"
+#include "modules/common/fingerprint.h"
 #include "modules/common/files.h"
 #include "modules/safetensors.h"
 
@@ -69,6 +72,29 @@ void check_keys(const nlohmann::json& j, const std::set<std::string>& known,
 
 }  // namespace
 
+std::string model_fingerprint(const std::string& dir) {
+  Fingerprint f;
+  f.feed(read_file(join_path(dir, "config.json")));
+  std::vector<std::filesystem::path> weights;
+  for (const auto& e : std::filesystem::directory_iterator(dir))
+    if (e.path().extension() == ".safetensors" && e.path().filename() != "golden.safetensors")
+      weights.push_back(e.path());
+  std::sort(weights.begin(), weights.end());
+  constexpr int64_t kSample = 1 << 20;
+  for (const auto& w : weights) {
+    const auto size = static_cast<int64_t>(std::filesystem::file_size(w));
+    f.feed(w.filename().string() + ":" + std::to_string(size));
+    std::ifstream in(w, std::ios::binary);
+    const int64_t n = std::min(size, kSample);
+    std::string chunk(static_cast<size_t>(n), '\0');
+    in.seekg((size - n) / 2);
+    in.read(chunk.data(), n);
+    C2C_CHECK(in.good() || in.eof(), "cannot read ", w.string());
+    f.feed(chunk);
+  }
+  return f.str();
+}
+
 void save_fuser_checkpoint(const std::string& dir, const FuserCheckpoint& ckpt) {
   C2C_CHECK(!ckpt.sharers.empty(), "fuser checkpoint for ", dir, " has no sharer");
   make_dirs(dir);
@@ -89,10 +115,12 @@ void save_fuser_checkpoint(const std::string& dir, const FuserCheckpoint& ckpt) 
       for (auto& [name, t] : set.fuser->layer_state(i))
         tensors.emplace_back(prefix + name, t.detach());
     }
-    sharers.push_back({{"sharer_model", set.sharer_model},
-                       {"alignment", set.alignment},
-                       {"layer_map", set.layer_map.to_json()},
-                       {"fuser", set.fuser->config().to_json()}});
+    nlohmann::json e = {{"sharer_model", set.sharer_model},
+                        {"alignment", set.alignment},
+                        {"layer_map", set.layer_map.to_json()},
+                        {"fuser", set.fuser->config().to_json()}};
+    if (!set.sharer_fingerprint.empty()) e["sharer_fingerprint"] = set.sharer_fingerprint;
+    sharers.push_back(e);
   }
   save_safetensors(join_path(dir, "fuser.safetensors"), tensors,
                    {{"format", kFormat}, {"format_version", std::to_string(kFuserCheckpointVersion)}});
@@ -103,6 +131,7 @@ void save_fuser_checkpoint(const std::string& dir, const FuserCheckpoint& ckpt) 
                       {"dtype", dtype},
                       {"sharers", sharers},
                       {"source", ckpt.source}};
+  if (!ckpt.receiver_fingerprint.empty()) j["receiver_fingerprint"] = ckpt.receiver_fingerprint;
   write_file_atomic(join_path(dir, "fuser.json"), j.dump(2) + "\n");
 }
 
@@ -113,8 +142,8 @@ FuserCheckpoint load_fuser_checkpoint(const std::string& dir, c10::optional<torc
             "`c2c import-official SRC_DIR DST_DIR`");
   const nlohmann::json j = read_json(json_path);
   C2C_CHECK(j.is_object(), json_path, ": must be a JSON object");
-  check_keys(j, {"format", "format_version", "receiver_model", "multi_sharer", "dtype", "sharers",
-                 "source"},
+  check_keys(j, {"format", "format_version", "receiver_model", "receiver_fingerprint",
+                 "multi_sharer", "dtype", "sharers", "source"},
              json_path);
   C2C_CHECK(json_string(j, "format", json_path) == kFormat, json_path, ": 'format' must be '",
             kFormat, "'");
@@ -125,6 +154,8 @@ FuserCheckpoint load_fuser_checkpoint(const std::string& dir, c10::optional<torc
             "\nHINT: re-save the fuser with this version of c2c");
   FuserCheckpoint ckpt;
   ckpt.receiver_model = json_string(j, "receiver_model", json_path);
+  if (j.contains("receiver_fingerprint"))
+    ckpt.receiver_fingerprint = json_string(j, "receiver_fingerprint", json_path);
   if (j.contains("multi_sharer"))
     ckpt.multi_sharer = parse_multi_sharer_mode(json_string(j, "multi_sharer", json_path));
   if (j.contains("source")) ckpt.source = j["source"];
@@ -146,12 +177,14 @@ FuserCheckpoint load_fuser_checkpoint(const std::string& dir, c10::optional<torc
     const auto& e = j["sharers"][s];
     const std::string where = c2c::str(json_path, " sharers[", s, "]");
     C2C_CHECK(e.is_object(), where, ": must be an object");
-    check_keys(e, {"sharer_model", "alignment", "layer_map", "fuser"}, where);
+    check_keys(e, {"sharer_model", "alignment", "layer_map", "fuser", "sharer_fingerprint"}, where);
     C2C_CHECK(e.contains("layer_map") && e.contains("fuser"), where,
               ": needs 'layer_map' and 'fuser'");
     FuserSet set;
     set.sharer_model = json_string(e, "sharer_model", where);
     if (e.contains("alignment")) set.alignment = json_string(e, "alignment", where);
+    if (e.contains("sharer_fingerprint"))
+      set.sharer_fingerprint = json_string(e, "sharer_fingerprint", where);
     set.layer_map = LayerMap::from_json(e["layer_map"], where + " layer_map");
     set.layer_map.validate(int64_t(1) << 20, int64_t(1) << 20);  // ranges unknown here
     set.config = FuserConfig::from_json(e["fuser"], where + " fuser");

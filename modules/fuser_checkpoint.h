@@ -10,7 +10,8 @@
 //   fuser.json         {"format": "c2c-fuser", "format_version": 1, "receiver_model": ...,
 //                       "multi_sharer": "sequential"|"parallel", "dtype": "float32"|"bfloat16"|...,
 //                       "sharers": [{"sharer_model": ..., "alignment": ..., "layer_map":
-//                       {"method": ..., "pairs": [[t, s], ...]}, "fuser": {FuserConfig}}],
+//                       {"method": ..., "pairs": [[t, s], ...]}, "fuser": {FuserConfig},
+//                       "sharer_fingerprint": ...}], "receiver_fingerprint": ...,
 //                       "source": {...provenance, free-form}}
 // What it leaves out: optimizer state and training progress (trainer/ checkpoints).
 #pragma once
@@ -33,12 +34,14 @@ struct FuserSet {
   std::string sharer_model;                    // name or path of the sharer LLM
   std::string alignment = "reference_longest";  // token alignment method used in training
   LayerMap layer_map;                          // fuser i writes receiver layer pairs[i].receiver
+  std::string sharer_fingerprint;              // model_fingerprint of the sharer trained with ("": unknown)
   FuserConfig config;
   StackedFuser fuser{nullptr};
 };
 
 struct FuserCheckpoint {
   std::string receiver_model;
+  std::string receiver_fingerprint;  // model_fingerprint of the receiver trained with ("": unknown)
   MultiSharerMode multi_sharer = MultiSharerMode::sequential;
   std::vector<FuserSet> sharers;
   nlohmann::json source = nlohmann::json::object();  // provenance (e.g. the imported folder)
@@ -53,6 +56,11 @@ void save_fuser_checkpoint(const std::string& dir, const FuserCheckpoint& checkp
 // stored one (e.g. kFloat32 master weights for training a bf16 checkpoint).
 FuserCheckpoint load_fuser_checkpoint(const std::string& dir,
                                       c10::optional<torch::Dtype> dtype = c10::nullopt);
+
+// What a fuser was trained with: a fingerprint of a model folder's config.json and of its weights
+// (each safetensors file's name, size and 1 MiB from its middle), cheap for any model size.
+// Another model of the same shapes (a fine-tune, another seed) gets another fingerprint.
+std::string model_fingerprint(const std::string& model_dir);
 
 // "float32" <-> kFloat32 etc. (float32, bfloat16, float16).
 torch::Dtype parse_dtype_name(const std::string& name);

@@ -75,6 +75,33 @@ Field field(const std::string& key, T& ref) {
   return f;
 }
 
+// A field holding one of a closed list of names (an enum): `parse` turns the YAML string into the
+// value (throwing, naming the accepted names, on another), `name` back.
+template <typename E>
+Field choice_field(const std::string& key, E& ref, E (*parse)(const std::string&),
+                   const char* (*name)(E)) {
+  Field f;
+  f.key = key;
+  f.read = [key, &ref, parse](const YAML::Node& node, const std::string& where) {
+    std::string v;
+    try {
+      if (!node.IsScalar()) throw YAML::Exception(YAML::Mark(), "not a scalar");
+      v = node.as<std::string>();
+    } catch (const YAML::Exception&) {
+      std::ostringstream s;
+      s << node;
+      fail(where, ": key '", key, "' must be a string, got '", s.str(), "'");
+    }
+    try {
+      ref = parse(v);
+    } catch (const Error& e) {
+      fail(where, ": key '", key, "': ", e.what());
+    }
+  };
+  f.write = [&ref, name](YAML::Emitter& out) { out << name(ref); };
+  return f;
+}
+
 // Reads `text` (YAML, from `source`) into `table`, then the overrides ("key=value", values in
 // YAML). `sections` are the keys that are mappings of further keys ("train" for "train.lr").
 // `what` names the file kind in messages ("recipe", "eval config").

@@ -22,6 +22,10 @@
 namespace c2c {
 namespace {
 
+// The rendezvous key through which rank 0 says whether the run starts: "ok" or why not.
+constexpr const char* kStartKey = "c2c/start";
+
+
 const char* env_or_null(const char* name) {
   const char* v = std::getenv(name);
   return v && *v ? v : nullptr;
@@ -110,6 +114,26 @@ struct Distributed::Impl {
   }
 };
 
+void Distributed::refuse_start(const DistEnv& env, const std::string& reason,
+                               std::chrono::milliseconds timeout) {
+  if (env.rank != 0 || env.world_size <= 1) return;
+  try {
+    c10d::TCPStoreOptions so;
+    so.port = static_cast<std::uint16_t>(env.master_port);
+    so.isServer = true;
+    so.numWorkers = static_cast<size_t>(env.world_size);
+    so.waitWorkers = false;
+    so.timeout = timeout;
+    auto store = c10::make_intrusive<c10d::TCPStore>(env.master_addr, so);
+    store->set(kStartKey, std::vector<uint8_t>(reason.begin(), reason.end()));
+    std::vector<std::string> read;
+    for (int q = 1; q < env.world_size; ++q) read.push_back(kStartKey + std::string("/read/") + std::to_string(q));
+    store->wait(read, timeout);
+  } catch (const std::exception&) {
+    // The port is taken or a rank never came: nobody more to tell; the caller throws the reason.
+  }
+}
+
 Distributed::Distributed(const DistEnv& env, torch::Device device, std::chrono::milliseconds timeout)
     : env_(env), impl_(std::make_unique<Impl>()) {
   C2C_CHECK(timeout.count() > 0, "distributed timeout must be > 0 ms, got ", timeout.count());
@@ -131,6 +155,24 @@ Distributed::Distributed(const DistEnv& env, torch::Device device, std::chrono::
          env_.master_port, " failed within ", timeout.count() / 1000.0, " s: ", error_text(e),
          "\nHINT: every rank must start with the same MASTER_ADDR/MASTER_PORT and WORLD_SIZE; rank 0 "
          "serves the store, so the port must be free on its host");
+  }
+  // Rank 0 says whether the run starts ("ok", or refuse_start's reason); the others read it
+  // before building the process group.
+  if (env_.rank == 0) {
+    impl_->store->set(kStartKey, std::vector<uint8_t>{'o', 'k'});
+  } else {
+    std::string start;
+    try {
+      const auto v = impl_->store->get(kStartKey);
+      start.assign(v.begin(), v.end());
+      impl_->store->set(kStartKey + std::string("/read/") + std::to_string(env_.rank),
+                        std::vector<uint8_t>{'1'});
+    } catch (const std::exception& e) {
+      fail("rank ", env_.rank, "/", env_.world_size, ": rank 0 did not say whether the run starts within ",
+           timeout.count() / 1000.0, " s: ", error_text(e));
+    }
+    C2C_CHECK(start == "ok", "rank ", env_.rank, "/", env_.world_size, ": rank 0 refused to start the run: ",
+              start, "\nHINT: the fix is rank 0's; its log has the same message");
   }
   if (env_.rank == 0) {
     try {

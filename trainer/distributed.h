@@ -55,6 +55,12 @@ class Distributed {
   // placed on plain `cuda` land there; else the CPU. Throws when LOCAL_RANK has no GPU.
   // (The CUDA branch is not exercised on this project's CPU-only machines.)
   static torch::Device bind_device(const DistEnv& env, const std::string& requested);
+  // Rank 0 of a multi-rank run that fails before the rendezvous (run_training's refusals: a
+  // folder in use, an earlier run, data of other tokenizers): serves the rendezvous store only to
+  // tell every other rank `reason`, waits until each has read it (at most `timeout`), and
+  // returns; they fail at once naming it. A no-op on other ranks and in single-rank runs.
+  static void refuse_start(const DistEnv& env, const std::string& reason,
+                           std::chrono::milliseconds timeout);
 
   // Overwrites every tensor with rank 0's values, in place.
   void broadcast(const std::vector<torch::Tensor>& tensors, const std::string& what = "parameters");

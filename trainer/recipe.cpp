@@ -26,19 +26,21 @@ std::vector<Field> fields(Recipe& r) {
       field("receiver", r.receiver),
       field("sharers", r.sharers),
       field("alignment", r.alignment),
-      field("fuser.hidden_dim", r.fuser.hidden_dim),
-      field("fuser.intermediate_dim", r.fuser.intermediate_dim),
-      field("fuser.num_layers", r.fuser.num_layers),
-      field("fuser.dropout", r.fuser.dropout),
-      field("fuser.initial_temperature", r.fuser.initial_temperature),
-      field("fuser.final_temperature", r.fuser.final_temperature),
-      field("fuser.anneal_steps", r.fuser.anneal_steps),
-      field("fuser.anneal", r.fuser.anneal),
+      field("fuser.hidden_dim", r.fuser.config.hidden_dim),
+      field("fuser.intermediate_dim", r.fuser.config.intermediate_dim),
+      field("fuser.num_layers", r.fuser.config.num_layers),
+      field("fuser.dropout", r.fuser.config.dropout),
+      field("fuser.initial_temperature", r.fuser.config.initial_temperature),
+      field("fuser.final_temperature", r.fuser.config.final_temperature),
+      field("fuser.anneal_steps", r.fuser.config.anneal_steps),
+      config::choice_field<AnnealKind>("fuser.anneal", r.fuser.config.anneal, parse_anneal_kind,
+                                       anneal_kind_name),
       field("fuser.layer_map", r.fuser.layer_map),
       field("fuser.multi_sharer", r.fuser.multi_sharer),
       field("fuser.init_from", r.fuser.init_from),
       field("fuser.gate_noise", r.fuser.gate_noise),
-      field("fuser.variant", r.fuser.variant),
+      config::choice_field<FuserVariant>("fuser.variant", r.fuser.config.variant,
+                                         parse_fuser_variant, fuser_variant_name),
       field("data.train", r.data.train),
       field("data.eval", r.data.eval),
       field("data.shuffle_buffer", r.data.shuffle_buffer),
@@ -69,6 +71,7 @@ std::vector<Field> fields(Recipe& r) {
       field("checkpoint.every", r.checkpoint.every),
       field("checkpoint.keep_last", r.checkpoint.keep_last),
       field("checkpoint.resume", r.checkpoint.resume),
+      field("checkpoint.strict_resume", r.checkpoint.strict_resume),
       field("checkpoint.overwrite", r.checkpoint.overwrite),
   };
 }
@@ -134,19 +137,12 @@ void Recipe::validate() const {
   C2C_CHECK(!receiver.empty(), "recipe: 'receiver' (a model folder) is required");
   C2C_CHECK(!sharers.empty(), "recipe: 'sharers' needs at least one model folder");
   one_of("alignment", alignment, {"identity", "reference_first", "reference_longest", "span", "span_tail"});
-  C2C_CHECK(fuser.num_layers >= 3, "recipe: fuser.num_layers must be >= 3, got ", fuser.num_layers);
-  C2C_CHECK(fuser.hidden_dim > 0 && fuser.intermediate_dim > 0, "recipe: fuser widths must be > 0");
-  C2C_CHECK(fuser.dropout >= 0 && fuser.dropout < 1, "recipe: fuser.dropout must be in [0, 1)");
-  C2C_CHECK(fuser.initial_temperature > 0 && fuser.final_temperature > 0 &&
-                std::isfinite(fuser.initial_temperature) && std::isfinite(fuser.final_temperature),
-            "recipe: gate temperatures must be finite and > 0, got fuser.initial_temperature = ",
-            fuser.initial_temperature, ", fuser.final_temperature = ", fuser.final_temperature);
-  one_of("fuser.anneal", fuser.anneal, {"geometric", "linear"});
+  fuser.config.validate("recipe", "fuser.");  // the fuser's own rules (modules/fuser.h)
   one_of("fuser.multi_sharer", fuser.multi_sharer, {"sequential", "parallel"});
-  one_of("fuser.variant", fuser.variant, {"full", "projection_fusion", "projection"});
-  C2C_CHECK(!(fuser.variant == "projection" && fuser.multi_sharer == "parallel" && sharers.size() > 1),
-            "recipe: fuser.variant 'projection' replaces the receiver's cache, so several sharers "
-            "cannot be summed in parallel\nHINT: use fuser.multi_sharer: sequential");
+  const bool replaces = fuser_variant_spec(fuser.config.variant).combine == FuserVariantSpec::Combine::replace;
+  C2C_CHECK(!(replaces && fuser.multi_sharer == "parallel" && sharers.size() > 1), "recipe: fuser.variant '",
+            fuser_variant_name(fuser.config.variant), "' replaces the receiver's cache, so several "
+            "sharers cannot be summed in parallel\nHINT: use fuser.multi_sharer: sequential");
   C2C_CHECK(!data.train.empty(), "recipe: data.train (a folder written by `c2c prepare`) is required");
   C2C_CHECK(train.micro_batch_size > 0 && train.grad_accum > 0,
             "recipe: train.micro_batch_size and train.grad_accum must be > 0");
@@ -173,9 +169,9 @@ void Recipe::validate() const {
   at_least("data.pack_window", data.pack_window, 1, " (1: no packing)");
   at_least("data.max_samples", data.max_samples, 0, " (0: every sample)");
   at_least("checkpoint.every", checkpoint.every, 0, " (0: only at the end)");
-  at_least("fuser.anneal_steps", fuser.anneal_steps, 0, " (0: the run's length)");
-  C2C_CHECK(fuser.final_temperature <= fuser.initial_temperature, "recipe: fuser.final_temperature = ",
-            fuser.final_temperature, " is above fuser.initial_temperature = ", fuser.initial_temperature,
+  C2C_CHECK(fuser.config.final_temperature <= fuser.config.initial_temperature,
+            "recipe: fuser.final_temperature = ", fuser.config.final_temperature,
+            " is above fuser.initial_temperature = ", fuser.config.initial_temperature,
             ": the gate temperature anneals downwards\nHINT: swap them (the method uses 1.0 -> 0.001)");
   C2C_CHECK(train.eval_every == 0 || !data.eval.empty(), "recipe: train.eval_every = ", train.eval_every,
             " but data.eval is empty: there is no held-out data to evaluate\nHINT: set data.eval to a "

@@ -6,22 +6,25 @@
 #include <string>
 #include <vector>
 
+#include "modules/fuser.h"
+
 namespace c2c {
 
+// The fuser section: the fuser's own hyper-parameters are its FuserConfig (modules/fuser.h; the
+// shapes source_*/target_* are not recipe keys: they come from the models), validated by it;
+// the rest says how the fusers are built and trained.
 struct FuserRecipe {
-  int64_t hidden_dim = 1024;
-  int64_t intermediate_dim = 1024;
-  int64_t num_layers = 3;
-  double dropout = 0.1;
-  double initial_temperature = 1.0;
-  double final_temperature = 0.001;
-  int64_t anneal_steps = 0;            // 0: the run's total optimizer steps
-  std::string anneal = "geometric";    // geometric | linear
+  FuserConfig config = defaults();  // hidden_dim ... variant; anneal_steps 0: the run's length
   std::string layer_map = "last_aligned";  // last_aligned | k_nearest | "t:s,t:s,..."
   std::string multi_sharer = "sequential";  // sequential | parallel
   std::string init_from;               // a fuser checkpoint folder to start from (optional)
   bool gate_noise = true;              // Gumbel gate noise in training; false: G = 0 (tests)
-  std::string variant = "full";        // full | projection_fusion | projection (ablations)
+
+  static FuserConfig defaults() {
+    FuserConfig c;
+    c.anneal_steps = 0;
+    return c;
+  }
 };
 
 struct DataRecipe {
@@ -61,6 +64,8 @@ struct CheckpointRecipe {
   int64_t every = 0;                   // 0: only at the end
   int64_t keep_last = 2;
   bool resume = true;                  // continue from the newest checkpoint in dir if any
+  bool strict_resume = false;          // a damaged newest checkpoint stops the run instead of
+                                       // resuming from the one before it
   bool overwrite = false;              // a fresh start on a folder holding an earlier run moves
                                        // that run aside to <dir>.replaced-<date> (else: refused)
 };

@@ -85,7 +85,9 @@ double held_out_loss(FuserTrainer& trainer, Distributed& dist, const std::string
 
 }  // namespace
 
-std::string run_training(const Recipe& input_recipe, int64_t stop_after) {
+// The run itself; `at_rendezvous` is set once this rank reaches the rendezvous, from where
+// failures are every rank's to report (Distributed names lost and stuck ranks).
+static std::string train(const Recipe& input_recipe, int64_t stop_after, bool& at_rendezvous) {
   Recipe recipe = input_recipe;
   if (recipe.train.threads > 0) torch::set_num_threads(static_cast<int>(recipe.train.threads));
   // Ranks from the launcher's environment; one rank unless one set them. Only rank 0 writes
@@ -143,7 +145,7 @@ std::string run_training(const Recipe& input_recipe, int64_t stop_after) {
             recipe.train.micro_batch_size * recipe.train.grad_accum, " sequences on each of ",
             dist_env.world_size, " rank(s)");
   const int64_t total = recipe.train.max_steps > 0 ? recipe.train.max_steps : per_epoch;
-  if (recipe.fuser.anneal_steps == 0) recipe.fuser.anneal_steps = total;
+  if (recipe.fuser.config.anneal_steps == 0) recipe.fuser.config.anneal_steps = total;
   const int64_t warmup = static_cast<int64_t>(std::ceil(recipe.train.warmup_ratio * total));
 
   log << "c2c train: resolved recipe\n" << recipe.to_yaml();
@@ -169,6 +171,7 @@ std::string run_training(const Recipe& input_recipe, int64_t stop_after) {
     for (const auto& s : trainer.pipeline().sharers()) vocab.sharers.push_back(s->config().vocab_size);
     stream.check_vocabularies(vocab);
   }
+  at_rendezvous = true;
   Distributed dist(dist_env, trainer.device(),
                    std::chrono::milliseconds(std::llround(recipe.train.dist_timeout_s * 1000)));
   if (dist.backend() != "none")
@@ -213,6 +216,11 @@ std::string run_training(const Recipe& input_recipe, int64_t stop_after) {
         last = dir;
         break;
       } catch (const std::exception& e) {
+        C2C_CHECK(!recipe.checkpoint.strict_resume, "the newest checkpoint ", dir,
+                  " cannot be loaded (checkpoint.strict_resume is on, so the run stops rather than "
+                  "resume from an older one): ", e.what(),
+                  "\nHINT: repair or move aside ", dir, ", or set checkpoint.strict_resume=false to "
+                  "fall back to the checkpoint before it");
         log << "c2c train: checkpoint " << dir << " cannot be loaded, falling back to the one before it:\n  "
             << e.what() << "\n";
         if (damaged.empty()) damaged = dir + ": " + e.what();
@@ -448,7 +456,7 @@ std::string run_training(const Recipe& input_recipe, int64_t stop_after) {
     for (size_t i = 0; i < out.sharers.size(); ++i) {
       const auto& set = out.sharers[i];
       const auto logits = set.fuser->gate_logits();
-      if (set.config.variant != FuserVariant::full || !logits.defined()) continue;
+      if (!logits.defined()) continue;  // a variant without gates
       log << "c2c train: sharer " << i << " "
           << describe_final_gates(final_gate_states(logits, set.layer_map.receiver_layers(),
                                                     tau_at(step), recipe.fuser.gate_noise),
@@ -458,6 +466,21 @@ std::string run_training(const Recipe& input_recipe, int64_t stop_after) {
   dist.barrier("final checkpoint");
   log << "c2c train: done after " << step << " steps; fuser written to " << final_dir << "\n";
   return final_dir;
+}
+
+std::string run_training(const Recipe& recipe, int64_t stop_after) {
+  bool at_rendezvous = false;
+  try {
+    return train(recipe, stop_after, at_rendezvous);
+  } catch (const std::exception& e) {
+    // Rank 0 refused before the rendezvous (another run holds the folder, an earlier run would be
+    // overwritten, the data does not fit the models, ...): the other ranks learn why at their
+    // rendezvous instead of waiting out train.dist_timeout_s.
+    if (!at_rendezvous)
+      Distributed::refuse_start(DistEnv::from_environment(), e.what(),
+                                std::chrono::milliseconds(std::llround(recipe.train.dist_timeout_s * 1000)));
+    throw;
+  }
 }
 
 }  // namespace c2c

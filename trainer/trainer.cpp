@@ -35,20 +35,14 @@ FuserTrainer::FuserTrainer(const Recipe& recipe) : recipe_(recipe) {
       set.sharer_model = recipe.sharers[j];
       set.alignment = recipe.alignment;
       set.layer_map = parse_layer_map(recipe.fuser.layer_map, r.num_layers, s.num_layers);
+      // The recipe's fuser section with the shapes of this pair (anneal_steps 0 was filled
+      // with the run's length by run_training).
       FuserConfig& c = set.config;
+      c = recipe.fuser.config;
       c.source_num_heads = s.num_kv_heads;
       c.source_head_dim = s.head_dim;
       c.target_num_heads = r.num_kv_heads;
       c.target_head_dim = r.head_dim;
-      c.hidden_dim = recipe.fuser.hidden_dim;
-      c.intermediate_dim = recipe.fuser.intermediate_dim;
-      c.num_layers = recipe.fuser.num_layers;
-      c.dropout = recipe.fuser.dropout;
-      c.initial_temperature = recipe.fuser.initial_temperature;
-      c.final_temperature = recipe.fuser.final_temperature;
-      c.anneal_steps = recipe.fuser.anneal_steps;  // run_training fills 0 with the run's length
-      c.anneal = parse_anneal_kind(recipe.fuser.anneal);
-      c.variant = parse_fuser_variant(recipe.fuser.variant);
       c.validate();
       // Each sharer's fuser set starts from its own seed so two sharers do not start identical.
       set.fuser = StackedFuser(c, set.layer_map.size(), static_cast<uint64_t>(recipe.train.seed) + 1000 * j);
@@ -56,7 +50,15 @@ FuserTrainer::FuserTrainer(const Recipe& recipe) : recipe_(recipe) {
     }
   }
   for (auto& s : ckpt.sharers) s.fuser->to(device_);
-  pipeline_ = std::make_unique<FusedPipeline>(receiver, sharers, std::move(ckpt));
+  pipeline_ = std::make_unique<FusedPipeline>(receiver, sharers, std::move(ckpt));  // warns on other models
+  // What this run trains with, recorded in every fuser it saves.
+  FuserCheckpoint& trained = pipeline_->mutable_fusers();
+  trained.receiver_model = recipe.receiver;
+  trained.receiver_fingerprint = model_fingerprint(recipe.receiver);
+  for (size_t j = 0; j < trained.sharers.size(); ++j) {
+    trained.sharers[j].sharer_model = recipe.sharers[j];
+    trained.sharers[j].sharer_fingerprint = model_fingerprint(recipe.sharers[j]);
+  }
 }
 
 std::vector<std::pair<std::string, torch::Tensor>> FuserTrainer::named_parameters() const {

@@ -3,7 +3,8 @@
 // 28 layers, 170 tokens), the stacked batched forward against a loop of per-layer calls, same
 // weights, same run, inference mode. Prints ms, the ratio and GFLOP/s (matrix-product FLOPs),
 // and, measured in the same run, this machine's plain GEMM rate on the fuser's own product
-// shapes (the same batched products alone, nothing else): the fraction of it each path reaches.
+// shapes (the same products alone, nothing else; the faster of one bmm per shape and one mm per
+// layer and branch): the fraction of it each path reaches.
 //
 // usage: bench_fuser [--tokens 170] [--layers 28] [--batch 1] [--reps 3] [--threads 0]
 //                    [--device auto|cpu|cuda] [--dtype auto|float32|bfloat16] [--peak-tflops T]
@@ -39,10 +40,11 @@ double fuser_flops(const FuserConfig& c, int64_t layers, int64_t tokens) {
   return 2.0 * 2.0 * per_token * tokens * layers;
 }
 
-// The fuser's matrix products alone, as one batched pass runs them: x (G, T, k) times W (G, n, k)
-// transposed for every (k, n) of the pass, G = 2 x layers. Returns the best GFLOP/s of `reps`.
+// The fuser's matrix products alone: x (G, T, k) times W (G, n, k) transposed for every (k, n)
+// of one pass, G = 2 x layers, as one bmm per shape (`batched`) or as G separate matrix products
+// per shape (`batched` false). Returns the best GFLOP/s of `reps`.
 double plain_gemm_gflops(const FuserConfig& c, int64_t layers, int64_t tokens, int64_t reps,
-                         torch::Device device, torch::Dtype dtype) {
+                         torch::Device device, torch::Dtype dtype, bool batched) {
   const int64_t G = 2 * layers, h = c.hidden_dim, m = c.intermediate_dim;
   std::vector<std::pair<int64_t, int64_t>> shapes{{c.in_dim() + c.out_dim(), h}};
   for (int64_t j = 0; j < c.num_layers - 1; ++j) {  // mlp1 and the L-2 projection blocks
@@ -65,7 +67,13 @@ double plain_gemm_gflops(const FuserConfig& c, int64_t layers, int64_t tokens, i
   for (int64_t r = 0; r <= reps; ++r) {  // the first is a warm-up
     const double t0 = now_ms();
     torch::Tensor s = torch::zeros({}, opt);
-    for (auto& [x, w] : operands) s = s + torch::bmm(x, w.transpose(1, 2)).select(1, 0).sum();
+    for (auto& [x, w] : operands) {
+      if (batched) {
+        s = s + torch::bmm(x, w.transpose(1, 2)).select(1, 0).sum();
+      } else {
+        for (int64_t g = 0; g < G; ++g) s = s + torch::mm(x[g], w[g].t()).select(0, 0).sum();
+      }
+    }
     s.item<double>();
     if (r > 0) best = std::min(best, now_ms() - t0);
   }
@@ -127,7 +135,9 @@ int main(int argc, char** argv) {
     const auto [loop_best, loop_mean] = time(per_layer);
     const auto [batch_best, batch_mean] = time(batched);
     const double gflop = fuser_flops(c, Lf, B * N) / 1e9;
-    const double gemm_rate = plain_gemm_gflops(c, Lf, B * N, reps, device, dtype);
+    const double gemm_bmm = plain_gemm_gflops(c, Lf, B * N, reps, device, dtype, true);
+    const double gemm_mm = plain_gemm_gflops(c, Lf, B * N, reps, device, dtype, false);
+    const double gemm_rate = std::max(gemm_bmm, gemm_mm);
     std::cout << "fuser benchmark: " << Lf << " layers x " << B << " x " << N
               << " tokens, h=m=" << c.hidden_dim << ", L=" << c.num_layers << ", H_r=" << c.target_num_heads
               << " D_r=" << c.target_head_dim << " <- H_s=" << c.source_num_heads
@@ -136,7 +146,8 @@ int main(int argc, char** argv) {
               << "  parameters " << c.parameters_per_layer() * Lf / 1e6 << " M, "
               << gflop << " GFLOP per pass (K and V)\n"
               << "  op path " << kernels::op_path_name(kernels::op_path()) << "\n"
-              << "  plain GEMM rate on these shapes (same run): " << gemm_rate << " GFLOP/s\n"
+              << "  plain GEMM rate on these shapes (same run): " << gemm_rate << " GFLOP/s (one bmm "
+              << "per shape " << gemm_bmm << ", one mm per layer and branch " << gemm_mm << ")\n"
               << "  per-layer loop : best " << loop_best << " ms, mean " << loop_mean << " ms, "
               << gflop / (loop_best / 1e3) << " GFLOP/s, "
               << 100 * gflop / (loop_best / 1e3) / gemm_rate << "% of the GEMM rate\n"

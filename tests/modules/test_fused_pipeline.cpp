@@ -3,6 +3,10 @@
 // token; open gates with random weights change it. Batches with rows of different lengths.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
 #include "modules/fused_pipeline.h"
 #include "modules/layer_map.h"
 #include "tests/common/test_util.h"
@@ -121,6 +125,49 @@ TEST(FusedPipeline, MismatchedShapesAreNamed) {
   } catch (const std::exception& e) {
     EXPECT_NE(std::string(e.what()).find("dim 99"), std::string::npos) << e.what();
   }
+}
+
+TEST(FusedPipeline, OtherModelsThanTheFuserWasTrainedWithAreWarnedAbout) {
+  // model_fingerprint: stable for one folder; another model of the same shapes (one weight byte
+  // changed, as a fine-tune would) gets another.
+  const std::string rdir = test::source_path("tests/fixtures/models/qwen3-tiny");
+  const std::string sdir = test::source_path("tests/fixtures/models/llama3-tiny-sharded");
+  const std::string fp = model_fingerprint(rdir);
+  EXPECT_EQ(fp, model_fingerprint(rdir));
+  EXPECT_NE(fp, model_fingerprint(sdir));
+  const std::string other = test::temp_dir("fingerprint") + "/qwen3-tiny-tuned";
+  std::filesystem::create_directories(other);
+  for (const char* f : {"config.json", "model.safetensors", "generation_config.json"})
+    std::filesystem::copy_file(rdir + "/" + f, other + "/" + f,
+                               std::filesystem::copy_options::overwrite_existing);
+  {
+    std::fstream w(other + "/model.safetensors", std::ios::in | std::ios::out | std::ios::binary);
+    w.seekg(0, std::ios::end);
+    const auto size = static_cast<int64_t>(w.tellg());
+    w.seekp(size / 2);
+    w.put('\x7f');
+  }
+  EXPECT_NE(model_fingerprint(other), fp);
+
+  Pair p = load_pair();
+  FuserCheckpoint ck = make_fusers(p, 6);
+  ck.receiver_model = rdir;
+  ck.receiver_fingerprint = fp;
+  ck.sharers[0].sharer_model = sdir;
+  ck.sharers[0].sharer_fingerprint = model_fingerprint(sdir);
+  // The fingerprints survive our checkpoint format.
+  const std::string dir = test::temp_dir("fingerprint") + "/fuser";
+  save_fuser_checkpoint(dir, ck);
+  FuserCheckpoint loaded = load_fuser_checkpoint(dir);
+  EXPECT_EQ(loaded.receiver_fingerprint, fp);
+  EXPECT_EQ(loaded.sharers[0].sharer_fingerprint, ck.sharers[0].sharer_fingerprint);
+
+  std::ostringstream same, changed;
+  warn_if_other_models(loaded, *p.receiver, {p.sharer}, same);
+  EXPECT_EQ(same.str(), "");
+  warn_if_other_models(loaded, *LLM::load(other), {p.sharer}, changed);
+  EXPECT_NE(changed.str().find("trained with the receiver"), std::string::npos) << changed.str();
+  EXPECT_NE(changed.str().find(other), std::string::npos) << changed.str();
 }
 
 }  // namespace

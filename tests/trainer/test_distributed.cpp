@@ -14,8 +14,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <fstream>
+#include <iostream>
 #include <sstream>
 #include <thread>
 
@@ -28,6 +30,7 @@
 #include "trainer/checkpoint.h"
 #include "trainer/distributed.h"
 #include "trainer/recipe.h"
+#include "trainer/run_dir.h"
 #include "trainer/trainer.h"
 
 extern char** environ;
@@ -125,7 +128,12 @@ TEST(DistributedWorker, Run) {
   const char* recipe_path = std::getenv("C2C_DIST_TEST_RECIPE");
   if (!recipe_path) GTEST_SKIP() << "worker role of DataParallel tests";
   const char* stop = std::getenv("C2C_DIST_TEST_STOP_AFTER");
-  run_training(Recipe::load(recipe_path), stop ? std::stoll(stop) : 0);
+  try {
+    run_training(Recipe::load(recipe_path), stop ? std::stoll(stop) : 0);
+  } catch (const std::exception& e) {
+    std::cerr << "c2c: error: " << e.what() << "\n";  // on stderr, as `c2c train` prints it
+    throw;
+  }
 }
 
 TEST(Distributed, SingleRankCollectivesAreNoOps) {
@@ -212,6 +220,33 @@ TEST(DataParallel, MissingPeerFailsNamingTheRankInsteadOfHanging) {
   EXPECT_NE(what.find("within 2 s"), std::string::npos) << what;
   EXPECT_EQ(what.find("Timed out after"), std::string::npos) << what;
   EXPECT_LT(s, 30.0);
+}
+
+// Rank 0 refuses before the rendezvous (its folder is held by another run): rank 1 hears why
+// at its rendezvous and both stop well within train.dist_timeout_s (60 s here).
+TEST(DataParallel, RankZeroRefusalReachesTheOtherRanks) {
+  const std::string data = test::write_synthetic_pairs(test::temp_dir("pairs"), 16, 13);
+  const std::string run = test::temp_dir("refused") + "/r";
+  const std::string recipe = test::temp_dir("refusedrecipe") + "/recipe.yaml";
+  write_file_atomic(recipe, recipe_text(data, run, 2, /*micro_batch=*/1, /*timeout_s=*/60));
+  std::ostringstream quiet;
+  auto held = claim_run_dir(run, /*resume=*/true, /*overwrite=*/false, quiet);  // "another run"
+  const std::string log0 = test::temp_dir("refusedlog") + "/rank0.txt";
+  const std::string log1 = test::temp_dir("refusedlog") + "/rank1.txt";
+  const int port = free_port_guess() + 2;
+  const auto t0 = std::chrono::steady_clock::now();
+  pid_t p0 = spawn_worker(recipe, 0, 2, port, 0, log0);
+  pid_t p1 = spawn_worker(recipe, 1, 2, port, 0, log1);
+  for (pid_t p : {p0, p1}) {
+    int status = 0;
+    ASSERT_EQ(waitpid(p, &status, 0), p);
+    EXPECT_FALSE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "a rank started a refused run";
+  }
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_LT(s, 40.0) << "the ranks waited for the rendezvous timeout";
+  const std::string r1 = read_text(log1);
+  EXPECT_NE(r1.find("rank 0 refused to start the run"), std::string::npos) << r1;
+  EXPECT_NE(r1.find(run), std::string::npos) << r1;  // rank 0's reason names the folder
 }
 
 TEST(Distributed, BindDeviceIsTheCpuWithoutCuda) {

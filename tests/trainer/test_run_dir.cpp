@@ -207,7 +207,8 @@ TEST(RunDir, AKillBeforeFinalResumesToTheUninterruptedFinal) {
   EXPECT_FALSE(fs::exists(run + "/.final.tmp"));
 }
 
-// A damaged newest checkpoint: the run names it and resumes from the one before.
+// A damaged newest checkpoint: the run names it and resumes from the one before (or, with
+// checkpoint.strict_resume, stops naming it).
 TEST(RunDir, ACorruptNewestCheckpointFallsBackToTheOneBefore) {
   const std::string data = test::write_synthetic_pairs(test::temp_dir("pairs"), 16, 7);
   const std::string run = test::temp_dir("corrupt") + "/run";
@@ -216,6 +217,15 @@ TEST(RunDir, ACorruptNewestCheckpointFallsBackToTheOneBefore) {
   const std::string newest = run + "/checkpoints/step_00000008";
   ASSERT_TRUE(fs::exists(newest + "/optimizer.safetensors"));
   write_file_atomic(newest + "/optimizer.safetensors", "garbage, not safetensors");
+  // With checkpoint.strict_resume the run stops instead, naming the checkpoint and the switch.
+  std::vector<std::string> strict = sets;
+  strict.push_back("checkpoint.strict_resume=true");
+  const std::string refused = test::error_of([&] {
+    run_training(Recipe::from_yaml_text(test::tiny_recipe_text(data, run, 9), "t", strict));
+  });
+  EXPECT_NE(refused.find(newest + " cannot be loaded"), std::string::npos) << refused;
+  EXPECT_NE(refused.find("checkpoint.strict_resume"), std::string::npos) << refused;
+  EXPECT_FALSE(fs::exists(run + "/final"));
   testing::internal::CaptureStderr();
   run_training(Recipe::from_yaml_text(test::tiny_recipe_text(data, run, 9), "t", sets));
   const std::string log = testing::internal::GetCapturedStderr();
