@@ -2,6 +2,9 @@
 #include "modules/official_checkpoint.h"
 
 #include <algorithm>
+#include <filesystem>
+#include <iomanip>
+#include <sstream>
 #include <map>
 #include <set>
 
@@ -146,6 +149,153 @@ FuserCheckpoint import_official_checkpoint(const std::string& src) {
     ckpt.sharers.push_back(std::move(set));
   }
   return ckpt;
+}
+
+// ---- official export -----------------------------------------------------------------------
+
+namespace {
+
+// One fuser's projector_{i}.json, keys in the reference's order.
+nlohmann::ordered_json projector_json(const FuserConfig& c, torch::Dtype dtype) {
+  nlohmann::ordered_json a;
+  a["source_dim"] = c.source_head_dim;
+  a["target_dim"] = c.target_head_dim;
+  a["source_num_heads"] = c.source_num_heads;
+  a["target_num_heads"] = c.target_num_heads;
+  a["hidden_dim"] = c.hidden_dim;
+  a["intermediate_dim"] = c.intermediate_dim;
+  a["num_layers"] = c.num_layers;
+  a["dropout"] = c.dropout;
+  a["initial_temperature"] = c.initial_temperature;
+  a["final_temperature"] = c.final_temperature;
+  a["anneal_steps"] = c.anneal_steps;
+  a["dtype"] = {{"__type__", "torch.dtype"}, {"value", dtype_name(dtype)}};
+  nlohmann::ordered_json j;
+  j["class"] = "C2CProjector";
+  j["init_args"] = a;
+  return j;
+}
+
+// The accuracies of a `c2c eval` report.json as Markdown lines ("" when none).
+std::string accuracy_lines(const std::string& report_path) {
+  if (report_path.empty()) return "";
+  const nlohmann::json r = read_json(report_path);
+  C2C_CHECK(r.is_object() && r.contains("results") && r["results"].is_object(), report_path,
+            ": not a `c2c eval` report.json (no \"results\")");
+  std::ostringstream md;
+  for (const auto& [method, benches] : r["results"].items())
+    for (const auto& [bench, res] : benches.items())
+      md << "| " << method << " | " << bench << " | " << std::fixed << std::setprecision(1)
+         << 100.0 * res.value("accuracy", 0.0) << "% (" << res.value("correct", 0) << "/"
+         << res.value("n", 0) << ") |\n";
+  return md.str();
+}
+
+}  // namespace
+
+std::vector<std::string> export_official_checkpoint(const FuserCheckpoint& ckpt,
+                                                    const std::string& out_dir,
+                                                    const OfficialExportOptions& options) {
+  C2C_CHECK(!ckpt.sharers.empty(), "export-official: the fuser checkpoint has no sharer");
+  C2C_CHECK(options.dtype == torch::kFloat32 || options.dtype == torch::kBFloat16,
+            "export-official: dtype ", dtype_name(options.dtype),
+            " is not one the official checkpoints use\nHINT: use bfloat16 (as published) or float32");
+  namespace fs = std::filesystem;
+  C2C_CHECK(!fs::exists(out_dir) || (fs::is_directory(out_dir) && fs::is_empty(out_dir)),
+            "export-official: ", out_dir, " exists and is not an empty folder\nHINT: give a new "
+            "folder; an export never writes over another one");
+  std::vector<std::string> warnings;
+  for (size_t j = 0; j < ckpt.sharers.size(); ++j) {
+    const FuserSet& set = ckpt.sharers[j];
+    const auto& spec = fuser_variant_spec(set.config.variant);
+    C2C_CHECK(spec.combine == FuserVariantSpec::Combine::gated, "export-official: sharer ", j,
+              "'s fuser is the '", spec.name, "' ablation; the reference's C2CProjector always ",
+              "gates (X_r + g * alpha * p), so it would run other math on these weights\nHINT: "
+              "only fusers of the method (fuser.variant: full) export to the official layout");
+    if (set.alignment.rfind("reference_", 0) != 0)
+      warnings.push_back(c2c::str("sharer ", j, " was trained with the '", set.alignment,
+                                  "' token alignment, which the reference code does not implement; "
+                                  "the weights stay meaningful, but run them with that alignment"));
+  }
+  if (ckpt.multi_sharer == MultiSharerMode::parallel && ckpt.sharers.size() > 1)
+    warnings.push_back("the fuser sets were trained in the parallel multi-sharer mode; the layout "
+                       "records each sharer's map, not the mode");
+
+  const std::string tmp = out_dir + ".tmp-export";
+  fs::remove_all(tmp);
+  const std::string final_dir = join_path(tmp, "final");
+  fs::create_directories(final_dir);
+  nlohmann::ordered_json per_sharer;
+  int64_t index = 0;
+  for (size_t j = 0; j < ckpt.sharers.size(); ++j) {
+    const FuserSet& set = ckpt.sharers[j];
+    nlohmann::ordered_json layers;
+    for (int64_t i = 0; i < set.fuser->num_fusers(); ++i, ++index) {
+      const std::string base = join_path(final_dir, "projector_" + std::to_string(index));
+      std::vector<std::pair<std::string, torch::Tensor>> state;
+      // Every tensor in options.dtype, the gate_temperature buffer included, as
+      // torch.save(projector.to(dtype).state_dict()) writes it.
+      for (const auto& [name, t] : set.fuser->layer_state(i))
+        state.emplace_back(name, t.detach().to(torch::kCPU, options.dtype).contiguous());
+      write_torch_state_dict(base + ".pt", state);
+      write_file_atomic(base + ".json", projector_json(set.config, options.dtype).dump(2));
+      const LayerPair& pair = set.layer_map.pairs.at(static_cast<size_t>(i));
+      layers[std::to_string(pair.receiver)] = nlohmann::ordered_json::array({{pair.sharer, index}});
+    }
+    per_sharer[std::to_string(j + 1)] = layers;  // model 0 is the receiver
+  }
+  nlohmann::ordered_json mapping;
+  mapping["0"] = per_sharer;
+  write_file_atomic(join_path(final_dir, "projector_config.json"), mapping.dump(2));
+
+  nlohmann::ordered_json config;
+  config["model"] = {{"base_model", ckpt.receiver_model},
+                     {"teacher_model", ckpt.sharers[0].sharer_model}};
+  nlohmann::ordered_json c2c_section = {{"exported_by", "c2c export-official"},
+                                        {"multi_sharer", multi_sharer_mode_name(ckpt.multi_sharer)}};
+  nlohmann::ordered_json sharers = nlohmann::ordered_json::array();
+  for (const auto& set : ckpt.sharers)
+    sharers.push_back({{"model", set.sharer_model},
+                       {"alignment", set.alignment},
+                       {"variant", fuser_variant_name(set.config.variant)},
+                       {"layer_map", nlohmann::ordered_json::parse(set.layer_map.to_json().dump())}});
+  c2c_section["sharers"] = sharers;
+  if (!options.recipe_yaml.empty()) c2c_section["recipe_yaml"] = options.recipe_yaml;
+  config["c2c"] = c2c_section;
+  write_file_atomic(join_path(tmp, "config.json"), config.dump(2) + "\n");
+
+  std::ostringstream card;
+  card << "# C2C fuser: " << (ckpt.receiver_model.empty() ? "?" : ckpt.receiver_model) << " <- "
+       << (ckpt.sharers[0].sharer_model.empty() ? "?" : ckpt.sharers[0].sharer_model) << "\n\n"
+       << "Cache-to-Cache fuser (Fu et al., arXiv 2510.03215) in the official layout: "
+       << "`final/projector_{i}.pt` (state dicts), `final/projector_{i}.json` (init_args), "
+       << "`final/projector_config.json` (layer map); exported by `c2c export-official` in "
+       << dtype_name(options.dtype) << ".\n\n"
+       << "| sharer | model | alignment | variant | fused receiver layers |\n|---|---|---|---|---|\n";
+  for (size_t j = 0; j < ckpt.sharers.size(); ++j) {
+    const auto& set = ckpt.sharers[j];
+    std::string layers;
+    for (const auto& pr : set.layer_map.pairs)
+      layers += (layers.empty() ? "" : ", ") + std::to_string(pr.receiver) + "<-" + std::to_string(pr.sharer);
+    card << "| " << j << " | " << set.sharer_model << " | " << set.alignment << " | "
+         << fuser_variant_name(set.config.variant) << " | " << layers << " |\n";
+  }
+  const FuserConfig& c = ckpt.sharers[0].config;
+  card << "\nFuser: hidden " << c.hidden_dim << ", intermediate " << c.intermediate_dim << ", "
+       << c.num_layers << " layers, dropout " << c.dropout << ", gate temperature "
+       << c.initial_temperature << " -> " << c.final_temperature << " over " << c.anneal_steps
+       << " steps; " << c.parameters_per_layer() << " parameters per fused layer.\n";
+  if (!options.recipe_yaml.empty())
+    card << "\nThe training recipe (data, steps, optimizer):\n\n```yaml\n" << options.recipe_yaml << "```\n";
+  if (const std::string acc = accuracy_lines(options.eval_report); !acc.empty())
+    card << "\nMeasured with `c2c eval` (" << options.eval_report << "):\n\n| method | benchmark | accuracy |\n"
+         << "|---|---|---|\n" << acc;
+  for (const auto& w : warnings) card << "\nNote: " << w << ".\n";
+  write_file_atomic(join_path(tmp, "README.md"), card.str());
+
+  if (fs::exists(out_dir)) fs::remove(out_dir);  // empty, checked above
+  fs::rename(tmp, out_dir);
+  return warnings;
 }
 
 }  // namespace c2c

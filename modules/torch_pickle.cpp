@@ -4,7 +4,10 @@
 
 #include <caffe2/serialize/inline_container.h>
 
+#include <algorithm>
+#include <climits>
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <memory>
 
@@ -36,16 +39,27 @@ Obj make(PyObj::Kind kind) {
   return o;
 }
 
-torch::Dtype storage_dtype(const std::string& global, const std::string& path) {
-  static const std::map<std::string, torch::Dtype> kinds = {
+// The storage classes of torch.save's persistent ids, both directions.
+const std::vector<std::pair<std::string, torch::Dtype>>& storage_types() {
+  static const std::vector<std::pair<std::string, torch::Dtype>> kinds = {
       {"torch.FloatStorage", torch::kFloat32}, {"torch.BFloat16Storage", torch::kBFloat16},
       {"torch.HalfStorage", torch::kFloat16},  {"torch.DoubleStorage", torch::kFloat64},
       {"torch.LongStorage", torch::kInt64},    {"torch.IntStorage", torch::kInt32},
       {"torch.ShortStorage", torch::kInt16},   {"torch.CharStorage", torch::kInt8},
       {"torch.ByteStorage", torch::kUInt8},    {"torch.BoolStorage", torch::kBool}};
-  auto it = kinds.find(global);
-  C2C_CHECK(it != kinds.end(), path, ": unsupported storage type '", global, "'");
-  return it->second;
+  return kinds;
+}
+
+torch::Dtype storage_dtype(const std::string& global, const std::string& path) {
+  for (const auto& [name, dtype] : storage_types())
+    if (name == global) return dtype;
+  fail(path, ": unsupported storage type '", global, "'");
+}
+
+std::string storage_type_of(torch::Dtype dtype, const std::string& path) {
+  for (const auto& [name, d] : storage_types())
+    if (d == dtype) return name;
+  fail(path, ": no torch storage type for dtype ", std::string(c10::toString(dtype)));
 }
 
 class StateDictUnpickler {
@@ -273,6 +287,129 @@ std::vector<std::pair<std::string, torch::Tensor>> read_torch_state_dict(const s
     fail(path, ": not a readable torch.save zip archive: ", e.what_without_backtrace(),
          "\nHINT: re-save it with torch.save(state_dict, path) (PyTorch >= 1.6, zip format)");
   }
+}
+
+// ---- the writer ----------------------------------------------------------------------------
+
+namespace {
+
+// Pickle protocol 2, the opcodes torch.save's state dicts use (no memo: loaders do not need it).
+class StateDictPickler {
+ public:
+  void proto() { out_ += "\x80\x02"; }
+  void stop() { out_ += '.'; }
+  void op(char c) { out_ += c; }
+  void global(const std::string& dotted) {  // "collections.OrderedDict"
+    const size_t dot = dotted.rfind('.');
+    out_ += 'c' + dotted.substr(0, dot) + "\n" + dotted.substr(dot + 1) + "\n";
+  }
+  void str(const std::string& s) {
+    out_ += 'X';
+    u32(static_cast<uint32_t>(s.size()));
+    out_ += s;
+  }
+  void integer(int64_t v) {
+    if (v >= 0 && v < 256) {
+      out_ += 'K';
+      out_ += static_cast<char>(v);
+    } else if (v >= INT32_MIN && v <= INT32_MAX) {
+      out_ += 'J';
+      u32(static_cast<uint32_t>(static_cast<int32_t>(v)));
+    } else {  // LONG1: little-endian two's complement
+      out_ += '\x8a';
+      out_ += static_cast<char>(8);
+      for (int b = 0; b < 8; ++b) out_ += static_cast<char>((static_cast<uint64_t>(v) >> (8 * b)) & 0xff);
+    }
+  }
+  void int_tuple(torch::IntArrayRef v) {
+    out_ += '(';
+    for (int64_t x : v) integer(x);
+    out_ += 't';
+  }
+  void empty_ordered_dict() {  // collections.OrderedDict()
+    global("collections.OrderedDict");
+    out_ += ")R";
+  }
+  const std::string& bytes() const { return out_; }
+
+ private:
+  void u32(uint32_t v) {
+    for (int b = 0; b < 4; ++b) out_ += static_cast<char>((v >> (8 * b)) & 0xff);
+  }
+  std::string out_;
+};
+
+}  // namespace
+
+void write_torch_state_dict(const std::string& path,
+                            const std::vector<std::pair<std::string, torch::Tensor>>& tensors) {
+  // The pickle: OrderedDict of name -> _rebuild_tensor_v2(storage, 0, size, stride, False,
+  // OrderedDict()), then BUILD with {"_metadata": OrderedDict(prefix -> {"version": 1})}, as
+  // torch.save(module.state_dict()) writes it.
+  StateDictPickler p;
+  p.proto();
+  p.empty_ordered_dict();
+  p.op('(');
+  std::vector<torch::Tensor> storages;
+  std::vector<std::string> prefixes{""};
+  for (const auto& [name, t_in] : tensors) {
+    C2C_CHECK(t_in.defined(), path, ": tensor '", name, "' is undefined");
+    torch::Tensor t = t_in.detach().to(torch::kCPU).contiguous();
+    p.str(name);
+    p.global("torch._utils._rebuild_tensor_v2");
+    p.op('(');
+    p.op('(');  // the persistent id ('storage', type, key, location, numel)
+    p.str("storage");
+    p.global(storage_type_of(t.scalar_type(), path));
+    p.str(std::to_string(storages.size()));
+    p.str("cpu");
+    p.integer(t.numel());
+    p.op('t');
+    p.op('Q');
+    p.integer(0);  // storage offset
+    p.int_tuple(t.sizes());
+    p.int_tuple(t.strides());
+    p.op('\x89');  // requires_grad False
+    p.empty_ordered_dict();  // backward hooks
+    p.op('t');
+    p.op('R');
+    storages.push_back(t);
+    // Every module prefix of the name ("key_in" of "key_in.weight"), for _metadata.
+    for (size_t dot = name.find('.'); dot != std::string::npos; dot = name.find('.', dot + 1))
+      if (std::find(prefixes.begin(), prefixes.end(), name.substr(0, dot)) == prefixes.end())
+        prefixes.push_back(name.substr(0, dot));
+  }
+  p.op('u');  // SETITEMS
+  p.op('}');  // the instance state
+  p.str("_metadata");
+  p.empty_ordered_dict();
+  p.op('(');
+  for (const auto& prefix : prefixes) {
+    p.str(prefix);
+    p.op('}');
+    p.str("version");
+    p.integer(1);
+    p.op('s');
+  }
+  p.op('u');
+  p.op('s');
+  p.op('b');  // BUILD
+  p.stop();
+
+  // The zip archive, records in torch.save's order; written to a temporary name and renamed.
+  const std::string tmp = path + ".tmp";
+  {
+    caffe2::serialize::PyTorchStreamWriter writer(tmp);
+    writer.writeRecord("data.pkl", p.bytes().data(), p.bytes().size());
+    writer.writeRecord(".format_version", "1", 1);
+    writer.writeRecord(".storage_alignment", "64", 2);
+    writer.writeRecord("byteorder", "little", 6);
+    for (size_t i = 0; i < storages.size(); ++i)
+      writer.writeRecord("data/" + std::to_string(i), storages[i].data_ptr(),
+                         static_cast<size_t>(storages[i].numel() * storages[i].element_size()));
+    writer.writeEndOfFile();
+  }
+  std::filesystem::rename(tmp, path);
 }
 
 }  // namespace c2c

@@ -15,7 +15,6 @@ import json
 import os
 
 import torch
-from safetensors.torch import save_file
 from torch import nn
 
 
@@ -78,6 +77,7 @@ def main():
     ap.add_argument("--num-layers", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    from safetensors.torch import save_file  # here: scripts/check_official_export.py imports Projector
     torch.manual_seed(args.seed)
 
     init_args = {

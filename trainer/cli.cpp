@@ -39,6 +39,7 @@ const Command kCommands[] = {
     {"generate", cmd_generate, "generate text with one model, or with a receiver + sharer(s) + fuser"},
     {"tokenize", cmd_tokenize, "print token ids and character offsets of a text"},
     {"import-official", cmd_import_official, "convert a published C2C fuser (projector_*.pt) to our fuser checkpoint"},
+    {"export-official", cmd_export_official, "write a fuser of ours in the official C2C layout (projector_*.pt)"},
     {"make-random-model", cmd_make_random_model, "write a random-weight model folder with published shapes"},
     {"eval", cmd_eval, "accuracy and latency of receiver / sharer / T2T / C2C on multiple-choice benchmarks"},
     {"pretrain", cmd_pretrain, "train every weight of a small LLM on text / chats (the toy world's models)"},

@@ -12,6 +12,7 @@ int run(int argc, char** argv);
 int cmd_generate(const std::vector<std::string>& argv);
 int cmd_tokenize(const std::vector<std::string>& argv);
 int cmd_import_official(const std::vector<std::string>& argv);
+int cmd_export_official(const std::vector<std::string>& argv);
 int cmd_make_random_model(const std::vector<std::string>& argv);
 int cmd_prepare(const std::vector<std::string>& argv);
 int cmd_train(const std::vector<std::string>& argv);

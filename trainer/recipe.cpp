@@ -73,6 +73,8 @@ std::vector<Field> fields(Recipe& r) {
       field("checkpoint.resume", r.checkpoint.resume),
       field("checkpoint.strict_resume", r.checkpoint.strict_resume),
       field("checkpoint.overwrite", r.checkpoint.overwrite),
+      field("export.official", r.exports.official),
+      field("export.official_dtype", r.exports.official_dtype),
   };
 }
 
@@ -82,7 +84,8 @@ Recipe Recipe::from_yaml_text(const std::string& text, const std::string& source
                               const std::vector<std::string>& overrides) {
   Recipe r;
   auto table = fields(r);
-  config::parse(text, source, table, {"fuser", "data", "train", "checkpoint"}, overrides, "recipe");
+  config::parse(text, source, table, {"fuser", "data", "train", "checkpoint", "export"}, overrides,
+                "recipe");
   r.validate();
   return r;
 }
@@ -139,6 +142,12 @@ void Recipe::validate() const {
   one_of("alignment", alignment, {"identity", "reference_first", "reference_longest", "span", "span_tail"});
   fuser.config.validate("recipe", "fuser.");  // the fuser's own rules (modules/fuser.h)
   one_of("fuser.multi_sharer", fuser.multi_sharer, {"sequential", "parallel"});
+  one_of("export.official_dtype", exports.official_dtype, {"bfloat16", "float32"});
+  C2C_CHECK(!exports.official ||
+                fuser_variant_spec(fuser.config.variant).combine == FuserVariantSpec::Combine::gated,
+            "recipe: export.official is true but fuser.variant is '", fuser_variant_name(fuser.config.variant),
+            "': the official layout's projector always gates, so it cannot run this ablation\nHINT: "
+            "set export.official: false (the run's final/ holds the fuser in our format)");
   const bool replaces = fuser_variant_spec(fuser.config.variant).combine == FuserVariantSpec::Combine::replace;
   C2C_CHECK(!(replaces && fuser.multi_sharer == "parallel" && sharers.size() > 1), "recipe: fuser.variant '",
             fuser_variant_name(fuser.config.variant), "' replaces the receiver's cache, so several "

@@ -27,6 +27,12 @@ struct FuserRecipe {
   }
 };
 
+// What a run writes beside final/ at its end.
+struct ExportRecipe {
+  bool official = false;              // <checkpoint.dir>/official: the official C2C layout
+  std::string official_dtype = "bfloat16";  // bfloat16 | float32
+};
+
 struct DataRecipe {
   std::string train;                   // folder written by `c2c prepare`
   std::string eval;                    // optional held-out folder
@@ -74,6 +80,7 @@ struct Recipe {
   std::string receiver;                // Hugging Face model folder
   std::vector<std::string> sharers;
   std::string alignment = "identity";  // must match how the data was prepared
+  ExportRecipe exports;  // the YAML section "export"
   FuserRecipe fuser;
   DataRecipe data;
   TrainRecipe train;

@@ -17,6 +17,7 @@
 #include "modules/common/files.h"
 #include "modules/common/torch_compat.h"
 #include "modules/fuser_checkpoint.h"
+#include "modules/official_checkpoint.h"
 #include "trainer/checkpoint.h"
 #include "trainer/distributed.h"
 #include "trainer/run_dir.h"
@@ -452,6 +453,16 @@ static std::string train(const Recipe& input_recipe, int64_t stop_after, bool& a
     save_fuser_checkpoint(tmp_final, out);
     std::filesystem::remove_all(final_dir);
     std::filesystem::rename(tmp_final, final_dir);
+    if (recipe.exports.official) {  // the official layout beside final/ (this run's own folder)
+      const std::string official = join_path(run_dir, "official");
+      std::filesystem::remove_all(official);
+      OfficialExportOptions eo;
+      eo.dtype = parse_dtype_name(recipe.exports.official_dtype);
+      eo.recipe_yaml = recipe.to_yaml();
+      for (const auto& w : export_official_checkpoint(out, official, eo))
+        log << "c2c train: warning: " << w << "\n";
+      log << "c2c train: official layout written to " << official << "\n";
+    }
     // Where training left a gate part-open, the exported (hard-gated) fuser differs from it.
     for (size_t i = 0; i < out.sharers.size(); ++i) {
       const auto& set = out.sharers[i];

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "modules/fused_pipeline.h"
+#include "modules/official_checkpoint.h"
 #include "modules/layer_map.h"
 #include "tests/common/test_util.h"
 
@@ -44,9 +45,7 @@ FuserCheckpoint make_fusers(const Pair& p, uint64_t seed) {
 
 void set_gates(FuserCheckpoint& ck, float logit) {
   torch::NoGradGuard no_grad;
-  for (auto& s : ck.sharers)
-    for (auto& p : s.fuser->named_parameters())
-      if (p.key().find("gate_logit") != std::string::npos) p.value().fill_(logit);
+  for (auto& s : ck.sharers) s.fuser->gate_logits().fill_(logit);
 }
 
 const std::vector<std::vector<int64_t>> kPrompts = {{5, 9, 33, 120, 7, 64, 800}, {17, 250, 3, 999},
@@ -168,6 +167,22 @@ TEST(FusedPipeline, OtherModelsThanTheFuserWasTrainedWithAreWarnedAbout) {
   warn_if_other_models(loaded, *LLM::load(other), {p.sharer}, changed);
   EXPECT_NE(changed.str().find("trained with the receiver"), std::string::npos) << changed.str();
   EXPECT_NE(changed.str().find(other), std::string::npos) << changed.str();
+}
+
+TEST(FusedPipeline, GenerationIsTheSameAfterAnOfficialExportAndImport) {
+  Pair p = load_pair();
+  FuserCheckpoint ck = make_fusers(p, 7);
+  set_gates(ck, 2.0f);  // open: the fuser changes the answer
+  const std::string out = test::temp_dir("export_gen") + "/official";
+  OfficialExportOptions eo;
+  eo.dtype = torch::kFloat32;
+  ck.sharers[0].alignment = "reference_longest";
+  export_official_checkpoint(ck, out, eo);
+  FuserCheckpoint back = import_official_checkpoint(out);
+  for (auto& s : back.sharers) s.fuser->eval();
+  const auto a = fused(p, ck), b = fused(p, back);
+  EXPECT_EQ(a, b);
+  EXPECT_FALSE(a.empty());
 }
 
 }  // namespace

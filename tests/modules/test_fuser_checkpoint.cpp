@@ -4,6 +4,7 @@
 // loading errors that name the tensor.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <filesystem>
 
 #include "modules/common/error.h"
@@ -96,6 +97,118 @@ TEST(FuserCheckpoint, CliImportOfficial) {
             std::string::npos);
   EXPECT_NE(error_of([&] { cli::cmd_import_official({dir, dir, "--bogus", "1"}); }).find("bogus"),
             std::string::npos);
+}
+
+// Our torch.save writer against our reader, every dtype the fusers use, 0-d tensors included.
+TEST(FuserCheckpoint, TorchStateDictWriterRoundTrips) {
+  torch::manual_seed(3);
+  std::vector<std::pair<std::string, torch::Tensor>> state{
+      {"key_gate_logit", torch::tensor(0.25f)},
+      {"gate_temperature", torch::tensor(0.001f)},
+      {"key_in.weight", torch::randn({5, 7}).to(torch::kBFloat16)},
+      {"value_proj_mlp2.blocks.1.w2.weight", torch::randn({3, 4, 2})},
+      {"big", torch::randn({70000})}};  // a length over 65535 and an integer over 2^16
+  const std::string path = test::temp_dir("pickle_write") + "/projector_0.pt";
+  write_torch_state_dict(path, state);
+  EXPECT_FALSE(fs::exists(path + ".tmp"));
+  auto back = read_torch_state_dict(path);
+  ASSERT_EQ(back.size(), state.size());
+  for (size_t i = 0; i < state.size(); ++i) {
+    EXPECT_EQ(back[i].first, state[i].first);
+    EXPECT_EQ(back[i].second.scalar_type(), state[i].second.scalar_type()) << state[i].first;
+    EXPECT_TRUE(torch::equal(back[i].second, state[i].second)) << state[i].first;
+  }
+}
+
+// A fuser of ours -> the official layout -> `c2c import-official`: bit-identical in fp32, equal
+// after rounding in bf16; the layout's files; refusals.
+TEST(FuserCheckpoint, OfficialExportRoundTrips) {
+  FuserCheckpoint ck = import_official_checkpoint(official_dir());
+  for (auto& set : ck.sharers) {  // fp32 weights that bf16 cannot hold exactly
+    set.fuser->to(torch::kFloat32);
+    torch::NoGradGuard no_grad;
+    for (auto& p : set.fuser->parameters()) p.add_(torch::randn_like(p) * 1e-3);
+  }
+  const std::string base = test::temp_dir("export");
+  for (auto dtype : {torch::kFloat32, torch::kBFloat16}) {
+    const std::string out = base + "/" + dtype_name(dtype);
+    OfficialExportOptions eo;
+    eo.dtype = dtype;
+    eo.recipe_yaml = "receiver: r\n";
+    EXPECT_TRUE(export_official_checkpoint(ck, out, eo).empty());  // reference_longest: no warning
+    for (const char* f : {"config.json", "README.md", "final/projector_config.json",
+                          "final/projector_3.pt", "final/projector_3.json"})
+      EXPECT_TRUE(fs::exists(out + "/" + f)) << f;
+    const nlohmann::json spec = read_json(out + "/final/projector_0.json");
+    EXPECT_EQ(spec["class"], "C2CProjector");
+    EXPECT_EQ(spec["init_args"]["dtype"]["value"], dtype_name(dtype));
+    EXPECT_NE(read_file(out + "/final/projector_0.json").find("{\n  \"class\": \"C2CProjector\",\n  \"init_args\": {\n    \"source_dim\""),
+              std::string::npos);
+    EXPECT_EQ(read_json(out + "/config.json")["model"]["teacher_model"], "test/sharer-tiny");
+    FuserCheckpoint back = import_official_checkpoint(out);
+    ASSERT_EQ(back.sharers.size(), 1u);
+    EXPECT_EQ(back.sharers[0].layer_map.pairs, ck.sharers[0].layer_map.pairs);
+    EXPECT_EQ(back.sharers[0].config.to_json(), ck.sharers[0].config.to_json());
+    EXPECT_EQ(back.receiver_model, ck.receiver_model);
+    for (int64_t i = 0; i < 4; ++i) {
+      auto a = ck.sharers[0].fuser->layer_state(i), b = back.sharers[0].fuser->layer_state(i);
+      ASSERT_EQ(a.size(), b.size());
+      for (size_t k = 0; k < a.size(); ++k) {
+        EXPECT_EQ(a[k].first, b[k].first);
+        EXPECT_TRUE(torch::equal(b[k].second, a[k].second.to(dtype))) << dtype_name(dtype) << " " << a[k].first;
+      }
+    }
+  }
+  // Refusals: a folder that is not empty, an ablation, another dtype.
+  std::string m = error_of([&] { export_official_checkpoint(ck, base + "/float32"); });
+  EXPECT_NE(m.find("not an empty folder"), std::string::npos) << m;
+  FuserCheckpoint ablation = ck;
+  ablation.sharers[0].config.variant = FuserVariant::projection_fusion;
+  m = error_of([&] { export_official_checkpoint(ablation, base + "/ablation"); });
+  EXPECT_NE(m.find("projection_fusion"), std::string::npos) << m;
+  EXPECT_FALSE(fs::exists(base + "/ablation"));
+  OfficialExportOptions half;
+  half.dtype = torch::kFloat16;
+  m = error_of([&] { export_official_checkpoint(ck, base + "/half", half); });
+  EXPECT_NE(m.find("float16"), std::string::npos) << m;
+  // A `c2c eval` report's accuracies go in the model card.
+  const std::string report = base + "/report.json";
+  write_file_atomic(report, R"({"results": {"c2c": {"mmlu": {"n": 10, "correct": 7, "accuracy": 0.7}}}})");
+  OfficialExportOptions with_eval;
+  with_eval.eval_report = report;
+  export_official_checkpoint(ck, base + "/card", with_eval);
+  EXPECT_NE(read_file(base + "/card/README.md").find("| c2c | mmlu | 70.0% (7/10) |"), std::string::npos)
+      << read_file(base + "/card/README.md");
+  // A span-aligned fuser exports with a warning that says why.
+  FuserCheckpoint span = ck;
+  span.sharers[0].alignment = "span";
+  auto warnings = export_official_checkpoint(span, base + "/span");
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_NE(warnings[0].find("'span'"), std::string::npos) << warnings[0];
+}
+
+// The CLI, and PyTorch itself loading the export (scripts/check_official_export.py:
+// torch.load(weights_only=True), then load_state_dict(strict=True) into the published module).
+TEST(FuserCheckpoint, CliExportOfficialLoadsInPyTorch) {
+  const std::string base = test::temp_dir("export_cli");
+  const std::string ours = base + "/ours";
+  EXPECT_EQ(cli::cmd_import_official({official_dir(), ours, "--dtype", "float32"}), 0);
+  const std::string out = base + "/out";
+  EXPECT_EQ(cli::cmd_export_official({ours, out}), 0);  // bfloat16 by default
+  EXPECT_EQ(import_official_checkpoint(out).sharers[0].fuser->dtype(), torch::kBFloat16);
+  EXPECT_NE(error_of([&] { cli::cmd_export_official({base, base + "/x"}); }).find("no fuser checkpoint"),
+            std::string::npos);  // a folder that holds no fuser is named
+  EXPECT_NE(error_of([&] { cli::cmd_export_official({ours}); }).find("FUSER_DIR OUT_DIR"),
+            std::string::npos);
+  const std::string python = test::source_path(".venv/bin/python");
+  if (!fs::exists(python) ||
+      std::system((python + " -c 'import torch' > /dev/null 2>&1").c_str()) != 0)
+    GTEST_SKIP() << "no PyTorch in .venv (scripts/setup.sh installs it) to load the export with";
+  const std::string log = base + "/python.txt";
+  const int rc = std::system((python + " " + test::source_path("scripts/check_official_export.py") +
+                              " " + out + " > " + log + " 2>&1").c_str());
+  EXPECT_EQ(rc, 0) << read_file(log);
+  EXPECT_NE(read_file(log).find("ok: 4 projectors"), std::string::npos) << read_file(log);
 }
 
 TEST(FuserCheckpoint, OfficialImportErrorsNameTheProblem) {

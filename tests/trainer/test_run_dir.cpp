@@ -21,6 +21,8 @@
 #include "data/tokenizer.h"
 #include "modules/common/error.h"
 #include "modules/common/files.h"
+#include "modules/fuser_checkpoint.h"
+#include "modules/official_checkpoint.h"
 #include "modules/safetensors.h"
 #include "tests/common/test_util.h"
 #include "tests/trainer/synthetic_pairs.h"
@@ -232,6 +234,27 @@ TEST(RunDir, ACorruptNewestCheckpointFallsBackToTheOneBefore) {
   EXPECT_NE(log.find(newest + " cannot be loaded, falling back"), std::string::npos) << log;
   EXPECT_NE(log.find("resumed from " + run + "/checkpoints/step_00000004 at step 4"), std::string::npos) << log;
   EXPECT_TRUE(fs::exists(run + "/final/fuser.safetensors"));
+}
+
+// export.official: the run writes the official layout beside final/, which imports back to the
+// same weights (rounded to bf16); an ablation cannot be exported and is refused at load time.
+TEST(RunDir, ExportOfficialWritesTheOfficialLayoutBesideFinal) {
+  const std::string data = test::write_synthetic_pairs(test::temp_dir("pairs"), 16, 9);
+  const std::string run = test::temp_dir("export") + "/run";
+  run_training(Recipe::from_yaml_text(test::tiny_recipe_text(data, run, 2), "t", {"export.official=true"}));
+  FuserCheckpoint ours = load_fuser_checkpoint(run + "/final");
+  FuserCheckpoint official = import_official_checkpoint(run + "/official");
+  ASSERT_EQ(official.sharers.size(), ours.sharers.size());
+  auto a = ours.sharers[0].fuser->layer_state(0), b = official.sharers[0].fuser->layer_state(0);
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t k = 0; k < a.size(); ++k)
+    EXPECT_TRUE(torch::equal(b[k].second, a[k].second.to(torch::kBFloat16))) << a[k].first;
+  EXPECT_NE(read_file(run + "/official/README.md").find("export-official"), std::string::npos);
+  const std::string m = test::error_of([&] {
+    Recipe::from_yaml_text(test::tiny_recipe_text(data, run + "2", 2), "t",
+                           {"export.official=true", "fuser.variant=projection"});
+  });
+  EXPECT_NE(m.find("export.official"), std::string::npos) << m;
 }
 
 // What an interrupted save or pruning leaves is removed when the next run starts.
