@@ -222,9 +222,14 @@ std::vector<std::string> export_official_checkpoint(const FuserCheckpoint& ckpt,
                        "records each sharer's map, not the mode");
 
   const std::string tmp = out_dir + ".tmp-export";
-  fs::remove_all(tmp);
   const std::string final_dir = join_path(tmp, "final");
-  fs::create_directories(final_dir);
+  try {
+    fs::remove_all(tmp);
+    fs::create_directories(final_dir);
+  } catch (const std::exception& e) {
+    fail("export-official: cannot write ", out_dir, " (", e.what(), ")\nHINT: give a folder "
+         "in a writable place");
+  }
   nlohmann::ordered_json per_sharer;
   int64_t index = 0;
   for (size_t j = 0; j < ckpt.sharers.size(); ++j) {

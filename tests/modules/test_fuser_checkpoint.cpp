@@ -171,6 +171,10 @@ TEST(FuserCheckpoint, OfficialExportRoundTrips) {
   half.dtype = torch::kFloat16;
   m = error_of([&] { export_official_checkpoint(ck, base + "/half", half); });
   EXPECT_NE(m.find("float16"), std::string::npos) << m;
+  // An unwritable place (below a file) is named.
+  write_file_atomic(base + "/a_file", "x");
+  m = error_of([&] { export_official_checkpoint(ck, base + "/a_file/out"); });
+  EXPECT_NE(m.find("cannot write " + base + "/a_file/out"), std::string::npos) << m;
   // A `c2c eval` report's accuracies go in the model card.
   const std::string report = base + "/report.json";
   write_file_atomic(report, R"({"results": {"c2c": {"mmlu": {"n": 10, "correct": 7, "accuracy": 0.7}}}})");
