@@ -28,12 +28,13 @@ torch::Tensor dropout_residual_forward(const torch::Tensor& x, const torch::Tens
                                        uint64_t seed);
 torch::Tensor dropout_residual_backward(const torch::Tensor& dy, double p, uint64_t seed);
 
-// target (S, B, H, N, D) or undefined, p (S, B, H, N, D), w_logit (S, B, H, N) of one dtype T
-// (any strides); gate_logit (S) or undefined (no gate), u (S, B, H, N) or undefined and tau (S),
-// fp32. Returns out in T.
+// p (S, B, H, N, D), w_logit (S, B, H, N) of one dtype T (any strides); gate_logit (S) or
+// undefined (no gate), u (S, B, H, N) or undefined and tau (S), fp32. out_type: T, or fp32 for a
+// bf16 T; target (S, B, H, N, D) in out_type, or undefined. Returns out in out_type.
 torch::Tensor gated_combine_forward(const torch::Tensor& target, const torch::Tensor& w_logit,
                                     const torch::Tensor& p, const torch::Tensor& gate_logit,
-                                    const torch::Tensor& u, const torch::Tensor& tau, bool hard);
+                                    const torch::Tensor& u, const torch::Tensor& tau, bool hard,
+                                    torch::ScalarType out_type);
 // {d_p (S, B, H, N, D) in T, d_w (S, B, H, N) in T, d_gate_logit (S) fp32 (undefined without a
 // gate)}.
 std::vector<torch::Tensor> gated_combine_backward(const torch::Tensor& d_out,

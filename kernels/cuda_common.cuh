@@ -67,5 +67,12 @@ __device__ __forceinline__ float block_sum(float v, float* scratch) {
 
 __device__ __forceinline__ float sigmoidf_(float x) { return 1.f / (1.f + expf(-x)); }
 
+// Blocks of `threads` for a grid-stride loop over n elements: enough to fill any current GPU
+// several times over; the loop covers the rest.
+inline unsigned grid_stride_blocks(int64_t n, int threads) {
+  const int64_t blocks = (n + threads - 1) / threads;
+  return static_cast<unsigned>(blocks < 65536 ? blocks : 65536);
+}
+
 }  // namespace c2c::kernels::detail
 #endif

@@ -34,17 +34,13 @@ __global__ void dropout_residual_backward_kernel(const T* __restrict__ dy, T* __
     da[i] = from_float<T>(to_float(dy[i]) * keep_scale(seed, i, p, scale));
 }
 
-unsigned blocks_for(int64_t n) {
-  return static_cast<unsigned>(std::min<int64_t>((n + kThreads - 1) / kThreads, 65536));
-}
-
 }  // namespace
 
 template <typename T>
 void dropout_residual_forward(const T* x, const T* a, T* y, int64_t n, float p, uint64_t seed,
                               cudaStream_t stream) {
   if (n == 0) return;
-  dropout_residual_forward_kernel<T><<<blocks_for(n), kThreads, 0, stream>>>(
+  dropout_residual_forward_kernel<T><<<grid_stride_blocks(n, kThreads), kThreads, 0, stream>>>(
       x, a, y, n, p, 1.f / (1.f - p), seed);
   C2C_CUDA_CHECK(cudaGetLastError());
 }
@@ -53,7 +49,7 @@ template <typename T>
 void dropout_residual_backward(const T* dy, T* da, int64_t n, float p, uint64_t seed,
                                cudaStream_t stream) {
   if (n == 0) return;
-  dropout_residual_backward_kernel<T><<<blocks_for(n), kThreads, 0, stream>>>(
+  dropout_residual_backward_kernel<T><<<grid_stride_blocks(n, kThreads), kThreads, 0, stream>>>(
       dy, da, n, p, 1.f / (1.f - p), seed);
   C2C_CUDA_CHECK(cudaGetLastError());
 }

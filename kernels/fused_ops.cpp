@@ -100,6 +100,18 @@ Tensor cpu_input(const Tensor& t, torch::ScalarType ct) {
   return t.defined() ? t.to(ct).contiguous() : Tensor();
 }
 
+// Runs a CPU reference that writes one tensor shaped like `like`: `inputs` widened to the compute
+// type of `type` and made contiguous, f(T{}, inputs, out) with T that type, and the result in the
+// compute type (the caller rounds it once to the dtype it returns).
+template <typename F>
+Tensor run_cpu_ref(torch::ScalarType type, std::vector<Tensor> inputs, const Tensor& like, F&& f) {
+  const auto ct = compute_type(type);
+  for (auto& t : inputs) t = cpu_input(t, ct);
+  auto out = torch::empty(like.sizes(), torch::TensorOptions().dtype(ct));
+  cpu_dispatch(ct, [&](auto tag) { f(tag, inputs, out); });
+  return out;
+}
+
 // Function::apply reads the device of every tensor argument, so optional tensors cross it as
 // empty placeholders and are turned back into undefined ones inside.
 Tensor placeholder_if_undefined(const Tensor& t, const Tensor& like) {
@@ -184,15 +196,11 @@ struct GeluFunction : public torch::autograd::Function<GeluFunction> {
     if (a.is_cuda()) {
       C2C_CUDA_OR_FAIL(y = cuda::gelu_forward(a, has_bias ? bias.to(a.scalar_type()) : bias));
     } else {
-      const auto ct = compute_type(a.scalar_type());
-      auto ac = cpu_input(a, ct), bc = cpu_input(bias, ct);
-      auto yc = torch::empty_like(ac);
-      cpu_dispatch(ct, [&](auto tag) {
-        using T = decltype(tag);
-        gelu_forward_ref<T>(data<T>(ac), data<T>(bc), data<T>(yc), a.size(0), a.size(1),
-                            a.size(2));
-      });
-      y = yc.to(a.scalar_type());
+      y = run_cpu_ref(a.scalar_type(), {a, bias}, a, [&](auto tag, const auto& in, auto& out) {
+            using T = decltype(tag);
+            gelu_forward_ref<T>(data<T>(in[0]), data<T>(in[1]), data<T>(out), a.size(0),
+                                a.size(1), a.size(2));
+          }).to(a.scalar_type());
     }
     ctx->save_for_backward({a, bias_in});
     ctx->saved_data["has_bias"] = has_bias;
@@ -208,14 +216,12 @@ struct GeluFunction : public torch::autograd::Function<GeluFunction> {
       C2C_CUDA_OR_FAIL(da = cuda::gelu_backward(grads[0].to(a.scalar_type()), a,
                                                 has_bias ? bias.to(a.scalar_type()) : bias));
     } else {
-      const auto ct = compute_type(a.scalar_type());
-      auto ac = cpu_input(a, ct), bc = cpu_input(bias, ct), dy = cpu_input(grads[0], ct);
-      da = torch::empty_like(ac);
-      cpu_dispatch(ct, [&](auto tag) {
-        using T = decltype(tag);
-        gelu_backward_ref<T>(data<T>(dy), data<T>(ac), data<T>(bc), data<T>(da), a.size(0),
-                             a.size(1), a.size(2));
-      });
+      da = run_cpu_ref(a.scalar_type(), {grads[0], a, bias}, a,
+                       [&](auto tag, const auto& in, auto& out) {
+                         using T = decltype(tag);
+                         gelu_backward_ref<T>(data<T>(in[0]), data<T>(in[1]), data<T>(in[2]),
+                                              data<T>(out), a.size(0), a.size(1), a.size(2));
+                       });
     }
     Tensor d_bias;
     if (has_bias) d_bias = da.sum(1).to(bias.scalar_type());
@@ -234,15 +240,11 @@ struct DropoutResidualFunction : public torch::autograd::Function<DropoutResidua
       C2C_CUDA_OR_FAIL(y = cuda::dropout_residual_forward(x.to(a.scalar_type()), a, p,
                                                           seed_of(seed)));
     } else {
-      const auto ct = compute_type(a.scalar_type());
-      auto ac = cpu_input(a, ct), xc = cpu_input(x, ct);
-      auto yc = torch::empty_like(ac);
-      cpu_dispatch(ct, [&](auto tag) {
-        using T = decltype(tag);
-        dropout_residual_forward_ref<T>(data<T>(xc), data<T>(ac), data<T>(yc), a.numel(), p,
-                                        seed_of(seed));
-      });
-      y = yc.to(a.scalar_type());
+      y = run_cpu_ref(a.scalar_type(), {x, a}, a, [&](auto tag, const auto& in, auto& out) {
+            using T = decltype(tag);
+            dropout_residual_forward_ref<T>(data<T>(in[0]), data<T>(in[1]), data<T>(out),
+                                            a.numel(), p, seed_of(seed));
+          }).to(a.scalar_type());
     }
     ctx->saved_data["p"] = p;
     ctx->saved_data["seed"] = seed;
@@ -261,12 +263,9 @@ struct DropoutResidualFunction : public torch::autograd::Function<DropoutResidua
     if (dy.is_cuda()) {
       C2C_CUDA_OR_FAIL(da = cuda::dropout_residual_backward(dy.to(a_type), p, seed));
     } else {
-      const auto ct = compute_type(a_type);
-      auto dc = cpu_input(dy, ct);
-      da = torch::empty_like(dc);
-      cpu_dispatch(ct, [&](auto tag) {
+      da = run_cpu_ref(a_type, {dy}, dy, [&](auto tag, const auto& in, auto& out) {
         using T = decltype(tag);
-        dropout_residual_backward_ref<T>(data<T>(dc), data<T>(da), dy.numel(), p, seed);
+        dropout_residual_backward_ref<T>(data<T>(in[0]), data<T>(out), dy.numel(), p, seed);
       });
     }
     return {dy.to(x_type), da.to(a_type), Tensor(), Tensor()};
@@ -279,22 +278,24 @@ struct GatedCombineFunction : public torch::autograd::Function<GatedCombineFunct
   // target, gate_logit, u and tau may be placeholders (has_*). Shapes checked by gated_combine().
   static Tensor forward(AutogradContext* ctx, const Tensor& target_in, const Tensor& w,
                         const Tensor& p, const Tensor& gate_in, const Tensor& u_in,
-                        const Tensor& tau_in, bool hard, int64_t present) {
+                        const Tensor& tau_in, bool hard, int64_t present, int64_t out_type_in) {
     const bool has_target = present & 1, has_gate = present & 2, has_u = present & 4;
     const Tensor target = undefined_if_placeholder(target_in, has_target);
     const Tensor gate_logit = undefined_if_placeholder(gate_in, has_gate);
     const Tensor u = undefined_if_placeholder(u_in, has_u);
     const Tensor tau = undefined_if_placeholder(tau_in, has_gate && !hard);
-    const auto out_type = has_target ? target.scalar_type() : p.scalar_type();
+    const auto out_type = static_cast<torch::ScalarType>(out_type_in);
     Tensor out, gl, uu, tt;  // gate logit, u and tau as the back-end takes them
     if (p.is_cuda()) {
       auto f32 = [](const Tensor& t) { return t.defined() ? t.to(torch::kFloat32) : t; };
       gl = f32(gate_logit);
       uu = f32(u);
       tt = f32(tau);
+      // The kernel writes p's dtype or fp32; any other output is rounded from fp32 once.
+      const auto kernel_out = out_type == p.scalar_type() ? out_type : torch::kFloat32;
       C2C_CUDA_OR_FAIL(out = cuda::gated_combine_forward(
-                           has_target ? target.to(p.scalar_type()) : target,
-                           w.to(p.scalar_type()), p, gl, uu, tt, hard));
+                           has_target ? target.to(kernel_out) : target, w.to(p.scalar_type()), p,
+                           gl, uu, tt, hard, kernel_out));
     } else {
       const auto ct = compute_type(p.scalar_type());
       auto tc = target.defined() ? target.to(ct) : Tensor();
@@ -323,7 +324,8 @@ struct GatedCombineFunction : public torch::autograd::Function<GatedCombineFunct
                             placeholder_if_undefined(tt, p)});
     ctx->saved_data["present"] = present;
     ctx->saved_data["hard"] = hard;
-    ctx->saved_data["target_type"] = static_cast<int64_t>(out_type);
+    ctx->saved_data["target_type"] =
+        static_cast<int64_t>(has_target ? target.scalar_type() : out_type);
     ctx->saved_data["gate_type"] =
         static_cast<int64_t>(has_gate ? gate_logit.scalar_type() : p.scalar_type());
     return out.to(out_type);
@@ -371,7 +373,7 @@ struct GatedCombineFunction : public torch::autograd::Function<GatedCombineFunct
     if (has_target) d_target = d_out.to(target_type);
     if (has_gate) d_gate = hard ? Tensor() : d_gate.to(gate_type);
     return {d_target, d_w.to(w.scalar_type()), d_p.to(p.scalar_type()), d_gate,
-            Tensor(), Tensor(), Tensor(), Tensor()};
+            Tensor(), Tensor(), Tensor(), Tensor(), Tensor()};
   }
 };
 
@@ -467,8 +469,9 @@ Tensor dropout_residual(const Tensor& x, const Tensor& a, double p, uint64_t see
 
 Tensor gated_combine_unfused(const Tensor& target, const Tensor& w_logit, const Tensor& p,
                              const Tensor& gate_logit, const Tensor& u, const Tensor& tau,
-                             bool hard) {
+                             bool hard, std::optional<torch::ScalarType> out_type) {
   const auto ct = compute_type(p.scalar_type());
+  const auto out = out_type.value_or(target.defined() ? target.scalar_type() : p.scalar_type());
   auto delta = torch::sigmoid(w_logit.to(ct)).unsqueeze(-1) * p.to(ct);
   if (gate_logit.defined()) {
     auto logit = gate_logit.to(ct).view({p.size(0), 1, 1, 1, 1});
@@ -485,12 +488,13 @@ Tensor gated_combine_unfused(const Tensor& target, const Tensor& w_logit, const 
     }
     delta = gate * delta;
   }
-  if (!target.defined()) return delta.to(p.scalar_type());
-  return (target.to(ct) + delta).to(target.scalar_type());
+  if (!target.defined()) return delta.to(out);
+  return (target.to(ct) + delta).to(out);
 }
 
 Tensor gated_combine(const Tensor& target, const Tensor& w_logit, const Tensor& p,
-                     const Tensor& gate_logit, const Tensor& u_in, const Tensor& tau, bool hard) {
+                     const Tensor& gate_logit, const Tensor& u_in, const Tensor& tau, bool hard,
+                     std::optional<torch::ScalarType> out_type) {
   C2C_CHECK(p.defined() && p.dim() == 5, "gated_combine: p must be (S, B, H, N, D), got ",
             shape_of(p));
   const auto rows = p.sizes().slice(0, 4);
@@ -515,12 +519,14 @@ Tensor gated_combine(const Tensor& target, const Tensor& w_logit, const Tensor& 
   check_same_device(tau, p, "gated_combine", "tau");
   auto gl = gate_logit.defined() ? gate_logit.reshape({p.size(0)}) : Tensor();
   auto tt = soft ? tau.reshape({p.size(0)}) : Tensor();
+  const auto out = out_type.value_or(target.defined() ? target.scalar_type() : p.scalar_type());
   if (!use_kernel_path(p, Op::gated_combine))
-    return gated_combine_unfused(target, w_logit, p, gl, u, tt, hard);
+    return gated_combine_unfused(target, w_logit, p, gl, u, tt, hard, out);
   const int64_t present = (target.defined() ? 1 : 0) | (gl.defined() ? 2 : 0) | (u.defined() ? 4 : 0);
   return GatedCombineFunction::apply(placeholder_if_undefined(target, p), w_logit, p,
                                      placeholder_if_undefined(gl, p), placeholder_if_undefined(u, p),
-                                     placeholder_if_undefined(tt, p), hard, present);
+                                     placeholder_if_undefined(tt, p), hard, present,
+                                     static_cast<int64_t>(out));
 }
 
 }  // namespace c2c::kernels

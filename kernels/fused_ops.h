@@ -20,6 +20,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 namespace c2c::kernels {
@@ -69,13 +70,16 @@ torch::Tensor dropout_residual_unfused(const torch::Tensor& x, const torch::Tens
 // (u undefined: no noise), or with `hard` g = (gate_logit > 0) (no gradient to the logit), or
 // with gate_logit undefined no gate (g = 1). target, p (S, B, H, N, D) (target may be undefined:
 // the delta alone); w_logit (S, B, H, N); gate_logit and tau (S); u (S, B, H, N) or
-// (S, B, H, N, 1). Any strides. Formed in fp32 (double for double p) and rounded once; returns
-// target's dtype (p's when target is undefined).
+// (S, B, H, N, 1). Any strides. Formed in fp32 (double for double p) and rounded once into
+// out_type: by default target's dtype (p's when target is undefined); a bf16 fuser's delta asks
+// for float32 and is never rounded to bf16 (the parallel multi-sharer sum).
 torch::Tensor gated_combine(const torch::Tensor& target, const torch::Tensor& w_logit,
                             const torch::Tensor& p, const torch::Tensor& gate_logit,
-                            const torch::Tensor& u, const torch::Tensor& tau, bool hard);
+                            const torch::Tensor& u, const torch::Tensor& tau, bool hard,
+                            std::optional<torch::ScalarType> out_type = std::nullopt);
 torch::Tensor gated_combine_unfused(const torch::Tensor& target, const torch::Tensor& w_logit,
                                     const torch::Tensor& p, const torch::Tensor& gate_logit,
-                                    const torch::Tensor& u, const torch::Tensor& tau, bool hard);
+                                    const torch::Tensor& u, const torch::Tensor& tau, bool hard,
+                                    std::optional<torch::ScalarType> out_type = std::nullopt);
 
 }  // namespace c2c::kernels

@@ -40,12 +40,12 @@ __device__ __forceinline__ float gate_value(const float* logit, int64_t s, const
   return sigmoidf_((logit[s] + gumbel) / tau[s]);
 }
 
-template <typename T>
-__global__ void gated_combine_forward_kernel(const T* __restrict__ target,
+template <typename T, typename O>
+__global__ void gated_combine_forward_kernel(const O* __restrict__ target,
                                              const T* __restrict__ w, const T* __restrict__ p,
                                              const float* __restrict__ gate_logit,
                                              const float* __restrict__ u, const float* __restrict__ tau, bool hard,
-                                             T* __restrict__ out, GatedCombineShape sh,
+                                             O* __restrict__ out, GatedCombineShape sh,
                                              GatedCombineStrides st) {
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + (threadIdx.x >> 5);
   const int lane = threadIdx.x & 31;
@@ -54,13 +54,13 @@ __global__ void gated_combine_forward_kernel(const T* __restrict__ target,
   const float g = gate_value(gate_logit, r.s, u, u ? offset4(r, st.u) : 0, tau, hard);
   const float ga = g * sigmoidf_(to_float(w[offset4(r, st.w)]));
   const T* pr = p + offset4(r, st.p);
-  T* orow = out + row * sh.D;
+  O* orow = out + row * sh.D;
   if (target) {
-    const T* tr = target + offset4(r, st.target);
+    const O* tr = target + offset4(r, st.target);
     for (int64_t d = lane; d < sh.D; d += 32)
-      orow[d] = from_float<T>(to_float(tr[d * st.target[4]]) + ga * to_float(pr[d * st.p[4]]));
+      orow[d] = from_float<O>(to_float(tr[d * st.target[4]]) + ga * to_float(pr[d * st.p[4]]));
   } else {
-    for (int64_t d = lane; d < sh.D; d += 32) orow[d] = from_float<T>(ga * to_float(pr[d * st.p[4]]));
+    for (int64_t d = lane; d < sh.D; d += 32) orow[d] = from_float<O>(ga * to_float(pr[d * st.p[4]]));
   }
 }
 
@@ -112,13 +112,13 @@ unsigned blocks_for(int64_t rows) {
 
 }  // namespace
 
-template <typename T>
-void gated_combine_forward(const T* target, const T* w_logit, const T* p, const float* gate_logit,
-                           const float* u, const float* tau, bool hard, T* out,
+template <typename T, typename O>
+void gated_combine_forward(const O* target, const T* w_logit, const T* p, const float* gate_logit,
+                           const float* u, const float* tau, bool hard, O* out,
                            const GatedCombineShape& shape, const GatedCombineStrides& strides,
                            cudaStream_t stream) {
   if (shape.rows() == 0 || shape.D == 0) return;
-  gated_combine_forward_kernel<T><<<blocks_for(shape.rows()), kThreads, 0, stream>>>(
+  gated_combine_forward_kernel<T, O><<<blocks_for(shape.rows()), kThreads, 0, stream>>>(
       target, w_logit, p, gate_logit, u, tau, hard, out, shape, strides);
   C2C_CUDA_CHECK(cudaGetLastError());
 }
@@ -144,11 +144,16 @@ void gated_combine_backward(const T* d_out, const T* w_logit, const T* p, const 
   C2C_CUDA_CHECK(cudaGetLastError());
 }
 
+#define C2C_INSTANTIATE_FORWARD(T, O)                                                         \
+  template void gated_combine_forward<T, O>(const O*, const T*, const T*, const float*,       \
+                                            const float*, const float*, bool, O*,             \
+                                            const GatedCombineShape&,                         \
+                                            const GatedCombineStrides&, cudaStream_t);
+C2C_INSTANTIATE_FORWARD(float, float)
+C2C_INSTANTIATE_FORWARD(__nv_bfloat16, __nv_bfloat16)
+C2C_INSTANTIATE_FORWARD(__nv_bfloat16, float)  // a bf16 fuser's delta or sum kept in fp32
+#undef C2C_INSTANTIATE_FORWARD
 #define C2C_INSTANTIATE(T)                                                                    \
-  template void gated_combine_forward<T>(const T*, const T*, const T*, const float*,          \
-                                         const float*, const float*, bool, T*,                \
-                                         const GatedCombineShape&, const GatedCombineStrides&, \
-                                         cudaStream_t);                                       \
   template void gated_combine_backward<T>(const T*, const T*, const T*, const float*,         \
                                           const float*, const float*, bool, T*, T*, float*,   \
                                           float*,                                             \

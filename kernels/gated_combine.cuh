@@ -14,9 +14,11 @@
 namespace c2c::kernels {
 
 // target may be nullptr (out = the gated delta alone). out (S, B, H, N, D) contiguous.
-template <typename T>  // float or __nv_bfloat16
-void gated_combine_forward(const T* target, const T* w_logit, const T* p, const float* gate_logit,
-                           const float* u, const float* tau, bool hard, T* out,
+// T (w_logit, p): float or __nv_bfloat16; O (target, out): T, or float for a bf16 T (the sum or
+// the delta formed in fp32 and kept there, no bf16 rounding).
+template <typename T, typename O>
+void gated_combine_forward(const O* target, const T* w_logit, const T* p, const float* gate_logit,
+                           const float* u, const float* tau, bool hard, O* out,
                            const GatedCombineShape& shape, const GatedCombineStrides& strides,
                            cudaStream_t stream);
 

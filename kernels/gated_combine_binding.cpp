@@ -36,7 +36,9 @@ void check_inputs(const torch::Tensor& target, const torch::Tensor& w, const tor
   check_float_or_bf16(p, op, "p");
   check_same(p, w, op, "w_logit");
   if (target.defined()) {
-    check_same(p, target, op, "target");
+    check_cuda(target, op, "target");
+    C2C_CHECK(target.device() == p.device(), op, ": target is on ", target.device().str(),
+              ", p on ", p.device().str());
     C2C_CHECK(target.sizes() == p.sizes(), op, ": target and p differ in shape");
   }
   C2C_CHECK(w.dim() == 4 && w.sizes() == p.sizes().slice(0, 4), op,
@@ -60,20 +62,32 @@ void check_inputs(const torch::Tensor& target, const torch::Tensor& w, const tor
 torch::Tensor gated_combine_forward(const torch::Tensor& target, const torch::Tensor& w,
                                     const torch::Tensor& p, const torch::Tensor& gate_logit_in,
                                     const torch::Tensor& u, const torch::Tensor& tau_in,
-                                    bool hard) {
+                                    bool hard, torch::ScalarType out_type) {
   check_inputs(target, w, p, gate_logit_in, u, tau_in, hard);
+  C2C_CHECK(out_type == p.scalar_type() || out_type == torch::kFloat32,
+            "gated_combine (CUDA): the output must be in p's dtype or float32");
+  C2C_CHECK(!target.defined() || target.scalar_type() == out_type,
+            "gated_combine (CUDA): target must be in the output dtype");
   const c10::cuda::CUDAGuard guard(p.device());
   auto gate_logit = gate_logit_in.defined() ? gate_logit_in.contiguous() : torch::Tensor();
   auto tau = tau_in.defined() ? tau_in.contiguous() : torch::Tensor();
   const auto shape = shape_of(p);
   const auto strides = strides_of(target, p, w, u);
-  auto out = torch::empty(p.sizes(), p.options().memory_format(at::MemoryFormat::Contiguous));
+  auto out = torch::empty(
+      p.sizes(), p.options().dtype(out_type).memory_format(at::MemoryFormat::Contiguous));
   auto stream = at::cuda::getCurrentCUDAStream().stream();
   dispatch_float_bf16(p.scalar_type(), [&](auto tag) {
     using S = decltype(tag);
-    kernels::gated_combine_forward<S>(ptr<S>(target), ptr<S>(w), ptr<S>(p),
-                                      ptr<float>(gate_logit), ptr<float>(u), ptr<float>(tau),
-                                      hard, ptr<S>(out), shape, strides, stream);
+    auto launch = [&](auto out_tag) {
+      using O = decltype(out_tag);
+      kernels::gated_combine_forward<S, O>(ptr<O>(target), ptr<S>(w), ptr<S>(p),
+                                           ptr<float>(gate_logit), ptr<float>(u), ptr<float>(tau),
+                                           hard, ptr<O>(out), shape, strides, stream);
+    };
+    if (out_type == p.scalar_type())
+      launch(S{});
+    else
+      launch(float{});
   });
   return out;
 }

@@ -46,11 +46,6 @@ __global__ void gelu_backward_kernel(const T* __restrict__ dy, const T* __restri
     da[i] = from_float<T>(to_float(dy[i]) * gelu_grad_f(biased(a, bias, i, rows, m)));
 }
 
-unsigned blocks_for(int64_t n) {
-  // Enough blocks to fill any current GPU several times over; the loop covers the rest.
-  return static_cast<unsigned>(std::min<int64_t>((n + kThreads - 1) / kThreads, 65536));
-}
-
 }  // namespace
 
 template <typename T>
@@ -58,7 +53,7 @@ void gelu_forward(const T* a, const T* bias, T* y, int64_t groups, int64_t rows,
                   cudaStream_t stream) {
   const int64_t n = groups * rows * m;
   if (n == 0) return;
-  gelu_forward_kernel<T><<<blocks_for(n), kThreads, 0, stream>>>(a, bias, y, n, rows, m);
+  gelu_forward_kernel<T><<<grid_stride_blocks(n, kThreads), kThreads, 0, stream>>>(a, bias, y, n, rows, m);
   C2C_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -67,7 +62,7 @@ void gelu_backward(const T* dy, const T* a, const T* bias, T* da, int64_t groups
                    int64_t m, cudaStream_t stream) {
   const int64_t n = groups * rows * m;
   if (n == 0) return;
-  gelu_backward_kernel<T><<<blocks_for(n), kThreads, 0, stream>>>(dy, a, bias, da, n, rows, m);
+  gelu_backward_kernel<T><<<grid_stride_blocks(n, kThreads), kThreads, 0, stream>>>(dy, a, bias, da, n, rows, m);
   C2C_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -313,37 +313,36 @@ torch::Tensor StackedFuserImpl::ffn(const torch::Tensor& x, const torch::Tensor&
                                    p > 0 ? next_dropout_seed() : 0);  // (G, T, h)
 }
 
-torch::Tensor StackedFuserImpl::combine(const Weights& w, const torch::Tensor& sk,
-                                        const torch::Tensor& sv, const torch::Tensor& rk,
-                                        const torch::Tensor& rv, const torch::Tensor& target,
-                                        const GateNoise* noise, bool batched_noise) {
+torch::Tensor StackedFuserImpl::combine(const Weights& w, const torch::Tensor& s,
+                                        const torch::Tensor& r, bool with_target,
+                                        const GateNoise* noise, bool batched_noise,
+                                        std::optional<torch::ScalarType> out_type) {
   const FuserConfig& c = config_;
-  C2C_CHECK(sk.defined() && sk.dim() == 5, "fuser input 'sharer_key' must be (Lf, B, H_s, N, D_s)",
-            sk.defined() ? ", got shape " + shape_string(sk.sizes()) : std::string());
-  const int64_t n = sk.size(0), B = sk.size(1), N = sk.size(3);
+  C2C_CHECK(s.defined() && s.dim() == 6 && s.size(0) == 2,
+            "fuser input 'sharer K/V' must be (2, Lf, B, H_s, N, D_s)",
+            s.defined() ? ", got shape " + shape_string(s.sizes()) : std::string());
+  const int64_t n = s.size(1), B = s.size(2), N = s.size(4);
+  const int64_t Hs = c.source_num_heads, Ds = c.source_head_dim;
   const int64_t Hr = c.target_num_heads, Dr = c.target_head_dim;
   C2C_CHECK(n == w[kInW].size(1), "fuser got ", n, " stacked layers, has ", w[kInW].size(1));
-  check_shape(sk, {n, B, c.source_num_heads, N, c.source_head_dim}, "sharer_key");
-  check_shape(sv, {n, B, c.source_num_heads, N, c.source_head_dim}, "sharer_value");
-  check_shape(rk, {n, B, Hr, N, Dr}, "receiver_key");
-  check_shape(rv, {n, B, Hr, N, Dr}, "receiver_value");
-  const int64_t T = B * N, G = 2 * n;
-  const auto dt = dtype();
+  check_shape(s, {2, n, B, Hs, N, Ds}, "sharer K/V (2, Lf, B, H_s, N, D_s)");
+  check_shape(r, {2, n, B, Hr, N, Dr}, "receiver K/V (2, Lf, B, H_r, N, D_r)");
+  const int64_t T = B * N, G = 2 * n, in = c.in_dim(), out = c.out_dim();
 
-  // Head-major per token: (n, B, H, N, D) -> (n, B*N, H*D); concat(sharer, receiver).
-  auto tokens = [&](const torch::Tensor& x) {
-    return x.permute({0, 1, 3, 2, 4}).reshape({n, T, x.size(2) * x.size(4)});
-  };
-  // The projection-only ablation does not see the receiver: its half of the input is zero.
+  // The input rows, head-major per token: concat(sharer, receiver) (G, T, in+out), written in
+  // place from the (2, n, B, H, N, D) caches (one pass each, no intermediate stacks).
   const FuserVariantSpec& variant = fuser_variant_spec(c.variant);
-  const bool sees_receiver = variant.sees_receiver;
-  auto receiver_part = [&](const torch::Tensor& x) {
-    return sees_receiver ? tokens(x) : torch::zeros_like(tokens(x));
-  };
-  auto x = torch::stack({torch::cat({tokens(sk), receiver_part(rk)}, -1),
-                         torch::cat({tokens(sv), receiver_part(rv)}, -1)})
-               .to(dt)
-               .view({G, T, c.in_dim() + c.out_dim()});  // (G, T, in+out)
+  auto x = torch::empty({G, T, in + out}, r.options().dtype(dtype()));
+  {
+    auto rows = x.view({2, n, B, N, in + out});
+    rows.narrow(4, 0, in).view({2, n, B, N, Hs, Ds}).copy_(s.permute({0, 1, 2, 4, 3, 5}));
+    auto receiver_half = rows.narrow(4, in, out).view({2, n, B, N, Hr, Dr});
+    // The projection-only ablation does not see the receiver: its half of the input is zero.
+    if (variant.sees_receiver)
+      receiver_half.copy_(r.permute({0, 1, 2, 4, 3, 5}));
+    else
+      receiver_half.zero_();
+  }
 
   // The FFN block at table position b, and a linear layer (weight at b, bias at b + 1).
   auto block = [&](const torch::Tensor& in, size_t b) {
@@ -358,20 +357,24 @@ torch::Tensor StackedFuserImpl::combine(const Weights& w, const torch::Tensor& s
   for (int64_t j = 0; j < c.num_layers - 2; ++j) p = block(p, proj_block(j));
   p = linear(p, proj_out(c));
   auto p_heads = p.view({G, B, N, Hr, Dr}).permute({0, 1, 3, 2, 4});  // (G, B, H_r, N, D_r) view
+  const auto target = with_target ? r.reshape({G, B, Hr, N, Dr}) : torch::Tensor();  // a view
   using Combine = FuserVariantSpec::Combine;
   if (variant.combine == Combine::replace) {  // the fused cache is p itself
-    if (target.defined()) return p_heads.to(target.scalar_type());
-    return p_heads.to(torch::kFloat32) - torch::stack({rk, rv}).to(torch::kFloat32).view(p_heads.sizes());
+    const auto result_type =
+        out_type.value_or(with_target ? r.scalar_type() : p_heads.scalar_type());
+    if (with_target) return p_heads.to(result_type);
+    return (p_heads.to(torch::kFloat32) - r.to(torch::kFloat32).view(p_heads.sizes())).to(result_type);
   }
 
-  auto s = linear(block(z, kScalar), kHeadW);  // (G, T, H_r)
-  auto w_logit = s.view({G, B, N, Hr}).permute({0, 1, 3, 2});  // (G, B, H_r, N) view
+  auto sc = linear(block(z, kScalar), kHeadW);  // (G, T, H_r)
+  auto w_logit = sc.view({G, B, N, Hr}).permute({0, 1, 3, 2});  // (G, B, H_r, N) view
   if (variant.combine == Combine::no_gate)
-    return kernels::gated_combine(target, w_logit, p_heads, {}, {}, {}, /*hard=*/false);
+    return kernels::gated_combine(target, w_logit, p_heads, {}, {}, {}, /*hard=*/false, out_type);
 
   const auto gate_logit = w[kGate].reshape({G});
   if (!is_training())  // hard gate, no host sync
-    return kernels::gated_combine(target, w_logit, p_heads, gate_logit, {}, {}, /*hard=*/true);
+    return kernels::gated_combine(target, w_logit, p_heads, gate_logit, {}, {}, /*hard=*/true,
+                                  out_type);
   torch::Tensor u;  // (G, B, H_r, N); undefined: Gumbel noise 0
   if (noise) {
     const std::vector<int64_t> want =
@@ -389,21 +392,36 @@ torch::Tensor StackedFuserImpl::combine(const Weights& w, const torch::Tensor& s
     u = torch::rand({G, B, Hr, N}, generator_, gate_logit.options().dtype(torch::kFloat32));
   }
   auto tau = w[kTemperature].to(torch::kFloat32).repeat({2});  // (G): both branches of a layer
-  return kernels::gated_combine(target, w_logit, p_heads, gate_logit, u, tau, /*hard=*/false);
+  return kernels::gated_combine(target, w_logit, p_heads, gate_logit, u, tau, /*hard=*/false,
+                                out_type);
 }
+
+namespace {
+// The four (Lf, B, H, N, D) inputs of forward/forward_delta, checked by name, as the stacked
+// (2, Lf, ...) pairs forward_kv takes.
+std::pair<torch::Tensor, torch::Tensor> stack_inputs(const FuserConfig& c,
+                                                     const torch::Tensor& sk,
+                                                     const torch::Tensor& sv,
+                                                     const torch::Tensor& rk,
+                                                     const torch::Tensor& rv) {
+  C2C_CHECK(sk.defined() && sk.dim() == 5, "fuser input 'sharer_key' must be (Lf, B, H_s, N, D_s)",
+            sk.defined() ? ", got shape " + shape_string(sk.sizes()) : std::string());
+  const auto n = sk.size(0), B = sk.size(1), N = sk.size(3);
+  check_shape(sk, {n, B, c.source_num_heads, N, c.source_head_dim}, "sharer_key");
+  check_shape(sv, sk.sizes().vec(), "sharer_value");
+  check_shape(rk, {n, B, c.target_num_heads, N, c.target_head_dim}, "receiver_key");
+  check_shape(rv, rk.sizes().vec(), "receiver_value");
+  return {torch::stack({sk, sv}), torch::stack({rk, rv})};
+}
+}  // namespace
 
 FusedKV StackedFuserImpl::forward(const torch::Tensor& sharer_key,
                                   const torch::Tensor& sharer_value,
                                   const torch::Tensor& receiver_key,
                                   const torch::Tensor& receiver_value, const GateNoise* noise) {
-  const int64_t n = receiver_key.defined() && receiver_key.dim() == 5 ? receiver_key.size(0) : 0;
-  auto target = receiver_key.defined() && receiver_value.defined() &&
-                        receiver_key.sizes() == receiver_value.sizes()
-                    ? torch::cat({receiver_key, receiver_value})
-                    : torch::Tensor();
-  auto out = combine(all_weights(), sharer_key, sharer_value, receiver_key, receiver_value, target,
-                     noise, /*batched_noise=*/true);
-  return {out.narrow(0, 0, n), out.narrow(0, n, n)};
+  auto [s, r] = stack_inputs(config_, sharer_key, sharer_value, receiver_key, receiver_value);
+  auto out = forward_kv(s, r, noise);
+  return {out[0], out[1]};
 }
 
 FusedKV StackedFuserImpl::forward_delta(const torch::Tensor& sharer_key,
@@ -411,10 +429,19 @@ FusedKV StackedFuserImpl::forward_delta(const torch::Tensor& sharer_key,
                                         const torch::Tensor& receiver_key,
                                         const torch::Tensor& receiver_value,
                                         const GateNoise* noise) {
-  auto d = combine(all_weights(), sharer_key, sharer_value, receiver_key, receiver_value,
-                   torch::Tensor(), noise, /*batched_noise=*/true);
-  const int64_t n = d.size(0) / 2;
-  return {d.narrow(0, 0, n).to(torch::kFloat32), d.narrow(0, n, n).to(torch::kFloat32)};
+  auto [s, r] = stack_inputs(config_, sharer_key, sharer_value, receiver_key, receiver_value);
+  auto d = forward_kv(s, r, noise, /*delta=*/true);
+  return {d[0], d[1]};
+}
+
+torch::Tensor StackedFuserImpl::forward_kv(const torch::Tensor& sharer_kv,
+                                           const torch::Tensor& receiver_kv,
+                                           const GateNoise* noise, bool delta) {
+  const auto delta_type = dtype() == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
+  auto out = combine(all_weights(), sharer_kv, receiver_kv, /*with_target=*/!delta, noise,
+                     /*batched_noise=*/true,
+                     delta ? std::optional<torch::ScalarType>(delta_type) : std::nullopt);
+  return out.view(receiver_kv.sizes());
 }
 
 FusedKV StackedFuserImpl::forward_layer(int64_t layer, const torch::Tensor& sharer_key,
@@ -425,9 +452,10 @@ FusedKV StackedFuserImpl::forward_layer(int64_t layer, const torch::Tensor& shar
   for (const auto* t : {&sharer_key, &sharer_value, &receiver_key, &receiver_value})
     C2C_CHECK(t->defined() && t->dim() == 4, "forward_layer takes (B, H, N, D) inputs, got ",
               t->defined() ? shape_string(t->sizes()) : std::string("undefined"));
-  auto out = combine(layer_weights(layer), sharer_key.unsqueeze(0), sharer_value.unsqueeze(0),
-                     receiver_key.unsqueeze(0), receiver_value.unsqueeze(0),
-                     torch::stack({receiver_key, receiver_value}), noise, /*batched_noise=*/false);
+  auto [s, r] = stack_inputs(config_, sharer_key.unsqueeze(0), sharer_value.unsqueeze(0),
+                             receiver_key.unsqueeze(0), receiver_value.unsqueeze(0));
+  auto out = combine(layer_weights(layer), s, r, /*with_target=*/true, noise,
+                     /*batched_noise=*/false, std::nullopt);
   return {out[0], out[1]};
 }
 
@@ -497,16 +525,24 @@ std::string shape_string(torch::IntArrayRef shape) {
   return s + ")";
 }
 
-torch::Tensor stack_layers(const std::vector<torch::Tensor>& layers,
-                           const std::vector<int64_t>& indices) {
+torch::Tensor stack_kv_layers(const std::vector<torch::Tensor>& keys,
+                              const std::vector<torch::Tensor>& values,
+                              const std::vector<int64_t>& indices) {
+  C2C_CHECK(keys.size() == values.size(), "a cache of ", keys.size(), " key layers and ",
+            values.size(), " value layers");
   std::vector<torch::Tensor> picked;
-  picked.reserve(indices.size());
-  for (int64_t i : indices) {
-    C2C_CHECK(i >= 0 && i < static_cast<int64_t>(layers.size()), "layer index ", i,
-              " out of range for a cache of ", layers.size(), " layers");
-    picked.push_back(layers[i]);
-  }
-  return torch::stack(picked);
+  picked.reserve(2 * indices.size());
+  for (const auto* side : {&keys, &values})
+    for (int64_t i : indices) {
+      C2C_CHECK(i >= 0 && i < static_cast<int64_t>(side->size()), "layer index ", i,
+                " out of range for a cache of ", side->size(), " layers");
+      picked.push_back((*side)[i]);
+    }
+  C2C_CHECK(!picked.empty(), "stack_kv_layers: no layers picked");
+  auto stacked = torch::stack(picked);  // (2n, ...): one copy
+  std::vector<int64_t> shape{2, static_cast<int64_t>(indices.size())};
+  for (int64_t d = 1; d < stacked.dim(); ++d) shape.push_back(stacked.size(d));
+  return stacked.view(shape);
 }
 
 }  // namespace c2c

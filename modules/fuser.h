@@ -12,6 +12,7 @@
 #include <torch/torch.h>
 
 #include <map>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
@@ -130,11 +131,16 @@ class StackedFuserImpl : public torch::nn::Module {
   FusedKV forward_layer(int64_t layer, const torch::Tensor& sharer_key,
                         const torch::Tensor& sharer_value, const torch::Tensor& receiver_key,
                         const torch::Tensor& receiver_value, const GateNoise* noise = nullptr);
-  // g*alpha*p alone (fp32 when the fuser is fp32 or bf16), shapes as forward's outputs; used by
-  // the parallel multi-sharer mode.
+  // g*alpha*p alone (fp32 when the fuser is fp32 or bf16, never rounded to bf16), shapes as
+  // forward's outputs; used by the parallel multi-sharer mode.
   FusedKV forward_delta(const torch::Tensor& sharer_key, const torch::Tensor& sharer_value,
                         const torch::Tensor& receiver_key, const torch::Tensor& receiver_value,
                         const GateNoise* noise = nullptr);
+  // forward (delta false) and forward_delta (delta true) on stacked caches, keys then values:
+  // sharer_kv (2, Lf, B, H_s, N, D_s), receiver_kv (2, Lf, B, H_r, N, D_r) (stack_kv_layers makes
+  // both with one copy each). Returns (2, Lf, B, H_r, N, D_r). The fusion path's one entry.
+  torch::Tensor forward_kv(const torch::Tensor& sharer_kv, const torch::Tensor& receiver_kv,
+                           const GateNoise* noise = nullptr, bool delta = false);
 
   // The gate temperature after optimizer step `step`: gate_temperature(step, ...) of the config,
   // the one schedule of a run (the loop's logs ask it too).
@@ -178,12 +184,12 @@ class StackedFuserImpl : public torch::nn::Module {
   using Weights = std::vector<torch::Tensor>;
   Weights all_weights() const;
   Weights layer_weights(int64_t layer) const;
-  // Core: inputs (n, B, H, N, D), target (2n, B, H_r, N, D_r) (the receiver's K then V) or
-  // undefined; returns target + g*alpha*p in target's dtype (the delta alone, in the fuser's
-  // dtype, when target is undefined), (2n, B, H_r, N, D_r).
-  torch::Tensor combine(const Weights& w, const torch::Tensor& sk, const torch::Tensor& sv,
-                        const torch::Tensor& rk, const torch::Tensor& rv,
-                        const torch::Tensor& target, const GateNoise* noise, bool batched_noise);
+  // Core: s (2, n, B, H_s, N, D_s) and r (2, n, B, H_r, N, D_r), keys then values. Returns
+  // (2n, B, H_r, N, D_r): with_target, r + g*alpha*p in r's dtype; otherwise the delta alone in
+  // the fuser's dtype; out_type overrides either (gated_combine's out_type).
+  torch::Tensor combine(const Weights& w, const torch::Tensor& s, const torch::Tensor& r,
+                        bool with_target, const GateNoise* noise, bool batched_noise,
+                        std::optional<torch::ScalarType> out_type);
   torch::Tensor ffn(const torch::Tensor& x, const torch::Tensor& norm, const torch::Tensor& w1,
                     const torch::Tensor& w2);
   // The dropout seed of the next FFN block: a counter sequence from reseed()'s seed.
@@ -203,8 +209,10 @@ TORCH_MODULE(StackedFuser);
 // "(2, 3, 4)": shapes in error messages (c10 types are kept out of c2c::fail's arguments).
 std::string shape_string(torch::IntArrayRef shape);
 
-// Stacks the given layers of a per-layer cache: layers[indices[i]] -> (Lf, ...).
-torch::Tensor stack_layers(const std::vector<torch::Tensor>& layers,
-                           const std::vector<int64_t>& indices);
+// Stacks the given layers of a per-layer cache, keys then values, with one copy:
+// (keys[indices[i]], values[indices[i]]) -> (2, Lf, ...), the input forward_kv takes.
+torch::Tensor stack_kv_layers(const std::vector<torch::Tensor>& keys,
+                              const std::vector<torch::Tensor>& values,
+                              const std::vector<int64_t>& indices);
 
 }  // namespace c2c

@@ -205,20 +205,21 @@ FusedCache fuse_multi_sharer(const std::vector<torch::Tensor>& receiver_key,
     const auto r_layers = sc.map.receiver_layers(), s_layers = sc.map.sharer_layers();
     const auto& base_k = mode == MultiSharerMode::sequential ? out.key : receiver_key;
     const auto& base_v = mode == MultiSharerMode::sequential ? out.value : receiver_value;
-    auto sk = stack_layers(sc.key, s_layers), sv = stack_layers(sc.value, s_layers);
-    auto rk = stack_layers(base_k, r_layers), rv = stack_layers(base_v, r_layers);
+    // (2, Lf, B, H, N, D) each, keys then values, one copy each.
+    auto s = stack_kv_layers(sc.key, sc.value, s_layers);
+    auto r = stack_kv_layers(base_k, base_v, r_layers);
     if (mode == MultiSharerMode::sequential) {
-      FusedKV fused = fuser->forward(sk, sv, rk, rv);  // (Lf, B, H_r, N, D_r)
+      auto fused = fuser->forward_kv(s, r);
       for (size_t i = 0; i < r_layers.size(); ++i) {
-        out.key[r_layers[i]] = fused.key[i];
-        out.value[r_layers[i]] = fused.value[i];
+        out.key[r_layers[i]] = fused[0][i];
+        out.value[r_layers[i]] = fused[1][i];
       }
     } else {
-      FusedKV d = fuser->forward_delta(sk, sv, rk, rv);
+      auto d = fuser->forward_kv(s, r, nullptr, /*delta=*/true);  // fp32 (fp64 for fp64 fusers)
       for (size_t i = 0; i < r_layers.size(); ++i) {
         const int64_t t = r_layers[i];
-        sum_k[t] = sum_k[t].defined() ? sum_k[t] + d.key[i] : d.key[i];
-        sum_v[t] = sum_v[t].defined() ? sum_v[t] + d.value[i] : d.value[i];
+        sum_k[t] = sum_k[t].defined() ? sum_k[t] + d[0][i] : d[0][i];
+        sum_v[t] = sum_v[t].defined() ? sum_v[t] + d[1][i] : d[1][i];
       }
     }
   }

@@ -105,26 +105,33 @@ inline std::vector<OpCase> op_cases(bool large) {
   };
   std::vector<G> gshapes{{1, 1, 1, 1, 1}, {2, 1, 3, 19, 19}, {2, 2, 2, 5, 111}, {4, 1, 8, 11, 128}};
   if (large) gshapes.push_back({56, 1, 8, 170, 128});
-  const char* modes[] = {"gumbel", "no_noise", "hard", "no_gate"};
+  // delta_wide: no target, the delta kept in fp32 (fp64 for double inputs) whatever p's dtype
+  // (a bf16 fuser's parallel multi-sharer delta; on CUDA the bf16-in, fp32-out kernel).
+  const char* modes[] = {"gumbel", "no_noise", "hard", "no_gate", "delta_wide"};
   for (const G& g : gshapes)
-    for (int mode = 0; mode < 4; ++mode) {
+    for (int mode = 0; mode < 5; ++mode) {
       OpCase c;
       c.name = "gated_combine " + dims({g.S, g.B, g.H, g.N, g.D}) + " " + modes[mode];
       auto make = [mode](bool oracle) {
         return [mode, oracle](const Tensors& in) {
           auto w = in[1].permute({0, 1, 3, 2});
           auto p = in[2].permute({0, 1, 3, 2, 4});
-          auto u = mode == 0 ? in[4] : torch::Tensor();
+          auto u = mode == 0 || mode == 4 ? in[4] : torch::Tensor();
           auto gl = mode == 3 ? torch::Tensor() : in[3];
           const bool hard = mode == 2;
-          return oracle ? k::gated_combine_unfused(in[0], w, p, gl, u, in[5], hard)
-                        : k::gated_combine(in[0], w, p, gl, u, in[5], hard);
+          auto target = mode == 4 ? torch::Tensor() : in[0];
+          std::optional<torch::ScalarType> out;
+          if (mode == 4)
+            out = p.scalar_type() == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
+          return oracle ? k::gated_combine_unfused(target, w, p, gl, u, in[5], hard, out)
+                        : k::gated_combine(target, w, p, gl, u, in[5], hard, out);
         };
       };
       c.op = make(false);
       c.oracle = make(true);
       auto gate = 0.5 * torch::randn({g.S});
-      c.inputs = {leaf(torch::randn({g.S, g.B, g.H, g.N, g.D})),
+      auto target = torch::randn({g.S, g.B, g.H, g.N, g.D});
+      c.inputs = {mode == 4 ? target : leaf(target),  // delta_wide: no target
                   leaf(2 * torch::randn({g.S, g.B, g.N, g.H})),
                   leaf(torch::randn({g.S, g.B, g.N, g.H, g.D})),
                   mode >= 2 ? gate : leaf(gate),  // hard and no gate: no gradient to it

@@ -32,6 +32,21 @@ TEST(KernelsGatedCombine, DeltaAloneAndDtypes) {
   EXPECT_EQ(out.scalar_type(), torch::kBFloat16);
   auto want = (target_bf16.to(torch::kFloat32) + delta).to(torch::kBFloat16);
   EXPECT_TRUE(torch::equal(out, want));
+  // A bf16 fuser's delta asked in fp32: the fp32 value of the bf16 inputs, never rounded to bf16.
+  auto w16 = w.detach().to(torch::kBFloat16), p16 = p.detach().to(torch::kBFloat16);
+  auto wide = k::gated_combine(torch::Tensor(), w16, p16, in[3], in[4], tau, false, torch::kFloat32);
+  EXPECT_EQ(wide.scalar_type(), torch::kFloat32);
+  auto from_fp32 = k::gated_combine(torch::Tensor(), w16.to(torch::kFloat32),
+                                    p16.to(torch::kFloat32), in[3], in[4], tau, false);
+  EXPECT_TRUE(torch::equal(wide, from_fp32));
+  EXPECT_FALSE(torch::equal(wide, wide.to(torch::kBFloat16).to(torch::kFloat32)));
+  {
+    const k::ScopedOpPath torch_ops(k::OpPath::torch);
+    auto unfused =
+        k::gated_combine(torch::Tensor(), w16, p16, in[3], in[4], tau, false, torch::kFloat32);
+    EXPECT_EQ(unfused.scalar_type(), torch::kFloat32);
+    c2c::test::expect_close(unfused, wide, 1e-6, 1e-6, "bf16 delta in fp32, LibTorch ops");
+  }
   // No gate (projection_fusion): target + sigmoid(w) * p, no gate gradient.
   auto no_gate = k::gated_combine(in[0], w, p, {}, {}, {}, false);
   c2c::test::expect_close(no_gate, in[0] + torch::sigmoid(w).unsqueeze(-1) * p, 1e-6, 1e-6,

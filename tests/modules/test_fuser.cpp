@@ -408,6 +408,23 @@ TEST(Fuser, BatchedEqualsPerLayerAndBf16Inputs) {
   FusedKV d = f->forward_delta(x.sk.to(torch::kBFloat16), x.sv.to(torch::kBFloat16), rk16,
                                x.rv.to(torch::kBFloat16));
   EXPECT_TRUE(torch::equal(h.key, (rk16.to(torch::kFloat32) + d.key).to(torch::kBFloat16)));
+
+  // A bf16 fuser: its delta comes back fp32 and unrounded (the parallel multi-sharer sum), and
+  // with an fp32 receiver cache the fused value is that cache plus the delta in fp32.
+  f->to(torch::kBFloat16);
+  FusedKV d16 = f->forward_delta(x.sk, x.sv, x.rk, x.rv);
+  EXPECT_EQ(d16.key.scalar_type(), torch::kFloat32);
+  EXPECT_FALSE(torch::equal(d16.key, d16.key.to(torch::kBFloat16).to(torch::kFloat32)));
+  FusedKV h16 = f->forward(x.sk, x.sv, x.rk, x.rv);
+  EXPECT_EQ(h16.key.scalar_type(), torch::kFloat32);
+  EXPECT_TRUE(torch::equal(h16.key, x.rk + d16.key));
+  EXPECT_TRUE(torch::equal(h16.value, x.rv + d16.value));
+  // The stacked entry is the same computation on (2, Lf, ...) inputs.
+  auto kv = f->forward_kv(stack_kv_layers({x.sk[0], x.sk[1], x.sk[2]}, {x.sv[0], x.sv[1], x.sv[2]},
+                                          {0, 1, 2}),
+                          torch::stack({x.rk, x.rv}));
+  EXPECT_TRUE(torch::equal(kv[0], h16.key));
+  EXPECT_TRUE(torch::equal(kv[1], h16.value));
 }
 
 TEST(Fuser, PublishedStateNamesShapesAndSize) {
