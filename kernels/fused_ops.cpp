@@ -6,7 +6,10 @@
 
 #include <atomic>
 #include <cstring>
+#include <functional>
 #include <string>
+
+#include <ATen/Parallel.h>
 
 #include "kernels/dropout_residual_ref.h"
 #include "kernels/gated_combine_ref.h"
@@ -112,6 +115,11 @@ Tensor run_cpu_ref(torch::ScalarType type, std::vector<Tensor> inputs, const Ten
   return out;
 }
 
+// The CPU references run on LibTorch's intra-op threads (at::parallel_for): elementwise ops in
+// chunks of at least this many elements, the others in whole groups (so every reduction sums in
+// one order whatever the thread count).
+constexpr int64_t kElementGrain = 1 << 15;
+
 // Function::apply reads the device of every tensor argument, so optional tensors cross it as
 // empty placeholders and are turned back into undefined ones inside.
 Tensor placeholder_if_undefined(const Tensor& t, const Tensor& like) {
@@ -137,6 +145,76 @@ uint64_t seed_of(int64_t bits) {
 #define C2C_CUDA_OR_FAIL(stmt) C2C_ASSERT(false)
 #endif
 
+// ---- grouped linear ------------------------------------------------------------------------
+
+std::atomic<int> g_grouped_gemm{static_cast<int>(GroupedGemm::automatic)};
+
+GroupedGemm resolved_schedule(int64_t G, int64_t T, int64_t k, int64_t o) {
+  const auto how = grouped_gemm();
+  return how == GroupedGemm::automatic ? grouped_gemm_choice(G, T, k, o) : how;
+}
+
+// Calls f(g) for every group under a CPU schedule (per_group or group_parallel).
+void for_groups(GroupedGemm how, int64_t G, const std::function<void(int64_t)>& f) {
+  if (how == GroupedGemm::group_parallel && at::get_num_threads() > 1 && G > 1) {
+    // Inside the parallel region every ATen op (and MKL) runs on its calling thread.
+    at::parallel_for(0, G, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t g = begin; g < end; ++g) f(g);
+    });
+  } else {
+    for (int64_t g = 0; g < G; ++g) f(g);
+  }
+}
+
+// x (G, T, k), w (G, o, k), bias (G, o) or a placeholder. Saves x and w (as bmm's autograd does).
+struct GroupedLinearFunction : public torch::autograd::Function<GroupedLinearFunction> {
+  static Tensor forward(AutogradContext* ctx, const Tensor& x_in, const Tensor& w_in,
+                        const Tensor& bias_in, bool has_bias, int64_t schedule) {
+    const auto how = static_cast<GroupedGemm>(schedule);
+    auto x = x_in.contiguous(), w = w_in.contiguous();
+    const int64_t G = x.size(0), T = x.size(1), o = w.size(1);
+    auto y = torch::empty({G, T, o}, x.options());
+    for_groups(how, G, [&](int64_t g) {
+      auto yg = y.select(0, g);
+      if (has_bias)
+        at::addmm_out(yg, bias_in.select(0, g).unsqueeze(0).expand({T, o}), x.select(0, g),
+                      w.select(0, g).t());
+      else
+        at::mm_out(yg, x.select(0, g), w.select(0, g).t());
+    });
+    ctx->save_for_backward({x, w});
+    ctx->saved_data["has_bias"] = has_bias;
+    ctx->saved_data["schedule"] = schedule;
+    return y;
+  }
+
+  static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const Tensor &x = saved[0], &w = saved[1];
+    const bool has_bias = ctx->saved_data["has_bias"].toBool();
+    const auto how = static_cast<GroupedGemm>(ctx->saved_data["schedule"].toInt());
+    auto dy = grads[0].contiguous();
+    const int64_t G = x.size(0);
+    Tensor dx, dw, db;
+    const bool want_x = ctx->needs_input_grad(0), want_w = ctx->needs_input_grad(1);
+    if (want_x) dx = torch::empty_like(x);
+    if (want_w) dw = torch::empty_like(w);
+    for_groups(how, G, [&](int64_t g) {
+      const auto dyg = dy.select(0, g);
+      if (want_x) {
+        auto dxg = dx.select(0, g);
+        at::mm_out(dxg, dyg, w.select(0, g));  // (T, o) x (o, k)
+      }
+      if (want_w) {
+        auto dwg = dw.select(0, g);
+        at::mm_out(dwg, dyg.t(), x.select(0, g));  // (o, T) x (T, k)
+      }
+    });
+    if (has_bias && ctx->needs_input_grad(2)) db = dy.sum(1);
+    return {dx, dw, db, Tensor(), Tensor()};
+  }
+};
+
 // ---- RMSNorm -------------------------------------------------------------------------------
 
 // x (G, T, h), w (G, h). Saves x, w and rstd (not y).
@@ -153,8 +231,12 @@ struct RmsNormFunction : public torch::autograd::Function<RmsNormFunction> {
       rstd = torch::empty({x.size(0), x.size(1)}, xc.options());
       cpu_dispatch(ct, [&](auto tag) {
         using T = decltype(tag);
-        rms_norm_forward_ref<T>(data<T>(xc), data<T>(wc), data<T>(yc), data<T>(rstd), x.size(0),
-                                x.size(1), x.size(2), eps);
+        const int64_t R = x.size(1), h = x.size(2);
+        at::parallel_for(0, x.size(0), 1, [&](int64_t g0, int64_t g1) {  // whole groups
+          rms_norm_forward_ref<T>(data<T>(xc) + g0 * R * h, data<T>(wc) + g0 * h,
+                                  data<T>(yc) + g0 * R * h, data<T>(rstd) + g0 * R, g1 - g0, R, h,
+                                  eps);
+        });
       });
       y = yc.to(x.scalar_type());
     }
@@ -177,8 +259,14 @@ struct RmsNormFunction : public torch::autograd::Function<RmsNormFunction> {
       dw = torch::empty_like(wc);
       cpu_dispatch(ct, [&](auto tag) {
         using T = decltype(tag);
-        rms_norm_backward_ref<T>(data<T>(dy), data<T>(xc), data<T>(wc), data<T>(rstd),
-                                 data<T>(dx), data<T>(dw), x.size(0), x.size(1), x.size(2));
+        const int64_t R = x.size(1), h = x.size(2);
+        // Whole groups per thread: each group's dw sums its rows in one fixed order.
+        at::parallel_for(0, x.size(0), 1, [&](int64_t g0, int64_t g1) {
+          const int64_t o = g0 * R * h;
+          rms_norm_backward_ref<T>(data<T>(dy) + o, data<T>(xc) + o, data<T>(wc) + g0 * h,
+                                   data<T>(rstd) + g0 * R, data<T>(dx) + o, data<T>(dw) + g0 * h,
+                                   g1 - g0, R, h);
+        });
       });
     }
     return {dx.to(x.scalar_type()), dw.to(w.scalar_type()), Tensor()};
@@ -198,8 +286,12 @@ struct GeluFunction : public torch::autograd::Function<GeluFunction> {
     } else {
       y = run_cpu_ref(a.scalar_type(), {a, bias}, a, [&](auto tag, const auto& in, auto& out) {
             using T = decltype(tag);
-            gelu_forward_ref<T>(data<T>(in[0]), data<T>(in[1]), data<T>(out), a.size(0),
-                                a.size(1), a.size(2));
+            const int64_t R = a.size(1), m = a.size(2);
+            at::parallel_for(0, a.size(0), 1, [&](int64_t g0, int64_t g1) {
+              const T* bias = data<T>(in[1]);
+              gelu_forward_ref<T>(data<T>(in[0]) + g0 * R * m, bias ? bias + g0 * m : nullptr,
+                                  data<T>(out) + g0 * R * m, g1 - g0, R, m);
+            });
           }).to(a.scalar_type());
     }
     ctx->save_for_backward({a, bias_in});
@@ -219,8 +311,13 @@ struct GeluFunction : public torch::autograd::Function<GeluFunction> {
       da = run_cpu_ref(a.scalar_type(), {grads[0], a, bias}, a,
                        [&](auto tag, const auto& in, auto& out) {
                          using T = decltype(tag);
-                         gelu_backward_ref<T>(data<T>(in[0]), data<T>(in[1]), data<T>(in[2]),
-                                              data<T>(out), a.size(0), a.size(1), a.size(2));
+                         const int64_t R = a.size(1), m = a.size(2), o = R * m;
+                         at::parallel_for(0, a.size(0), 1, [&](int64_t g0, int64_t g1) {
+                           const T* bias = data<T>(in[2]);
+                           gelu_backward_ref<T>(data<T>(in[0]) + g0 * o, data<T>(in[1]) + g0 * o,
+                                                bias ? bias + g0 * m : nullptr,
+                                                data<T>(out) + g0 * o, g1 - g0, R, m);
+                         });
                        });
     }
     Tensor d_bias;
@@ -242,8 +339,10 @@ struct DropoutResidualFunction : public torch::autograd::Function<DropoutResidua
     } else {
       y = run_cpu_ref(a.scalar_type(), {x, a}, a, [&](auto tag, const auto& in, auto& out) {
             using T = decltype(tag);
-            dropout_residual_forward_ref<T>(data<T>(in[0]), data<T>(in[1]), data<T>(out),
-                                            a.numel(), p, seed_of(seed));
+            at::parallel_for(0, a.numel(), kElementGrain, [&](int64_t b, int64_t e) {
+              dropout_residual_forward_ref<T>(data<T>(in[0]) + b, data<T>(in[1]) + b,
+                                              data<T>(out) + b, e - b, p, seed_of(seed), b);
+            });
           }).to(a.scalar_type());
     }
     ctx->saved_data["p"] = p;
@@ -265,7 +364,9 @@ struct DropoutResidualFunction : public torch::autograd::Function<DropoutResidua
     } else {
       da = run_cpu_ref(a_type, {dy}, dy, [&](auto tag, const auto& in, auto& out) {
         using T = decltype(tag);
-        dropout_residual_backward_ref<T>(data<T>(in[0]), data<T>(out), dy.numel(), p, seed);
+        at::parallel_for(0, dy.numel(), kElementGrain, [&](int64_t b, int64_t e) {
+          dropout_residual_backward_ref<T>(data<T>(in[0]) + b, data<T>(out) + b, e - b, p, seed, b);
+        });
       });
     }
     return {dy.to(x_type), da.to(a_type), Tensor(), Tensor()};
@@ -316,8 +417,19 @@ struct GatedCombineFunction : public torch::autograd::Function<GatedCombineFunct
       out = torch::empty(p.sizes(), pc.options());
       cpu_dispatch(ct, [&](auto tag) {
         using T = decltype(tag);
-        gated_combine_forward_ref<T>(data<T>(tc), data<T>(wc), data<T>(pc), data<T>(gl),
-                                     data<T>(uu), data<T>(tt), hard, data<T>(out), sh, st);
+        const int64_t per_group = sh.B * sh.H * sh.N;
+        at::parallel_for(0, sh.S, 1, [&](int64_t s0, int64_t s1) {  // whole groups
+          GatedCombineShape part = sh;
+          part.S = s1 - s0;
+          const T* t = data<T>(tc);
+          const T* u = data<T>(uu);
+          const T *g = data<T>(gl), *tau = data<T>(tt);
+          gated_combine_forward_ref<T>(t ? t + s0 * st.target[0] : nullptr,
+                                       data<T>(wc) + s0 * st.w[0], data<T>(pc) + s0 * st.p[0],
+                                       g ? g + s0 : nullptr, u ? u + s0 * st.u[0] : nullptr,
+                                       tau ? tau + s0 : nullptr, hard,
+                                       data<T>(out) + s0 * per_group * sh.D, part, st);
+        });
       });
     }
     ctx->save_for_backward({w, p, placeholder_if_undefined(gl, p), placeholder_if_undefined(uu, p),
@@ -364,9 +476,20 @@ struct GatedCombineFunction : public torch::autograd::Function<GatedCombineFunct
       if (has_gate) d_gate = torch::empty({sh.S}, pc.options());
       cpu_dispatch(ct, [&](auto tag) {
         using T = decltype(tag);
-        gated_combine_backward_ref<T>(data<T>(dc), data<T>(wc), data<T>(pc), data<T>(gl),
-                                      data<T>(uu), data<T>(tt), hard, data<T>(d_p), data<T>(d_w),
-                                      data<T>(d_gate), sh, st);
+        const int64_t per_group = sh.B * sh.H * sh.N;
+        // Whole groups per thread: each gate gradient sums its rows in one fixed order.
+        at::parallel_for(0, sh.S, 1, [&](int64_t s0, int64_t s1) {
+          GatedCombineShape part = sh;
+          part.S = s1 - s0;
+          const T* u = data<T>(uu);
+          const T *g = data<T>(gl), *tau = data<T>(tt);
+          T* dg = data<T>(d_gate);
+          gated_combine_backward_ref<T>(
+              data<T>(dc) + s0 * per_group * sh.D, data<T>(wc) + s0 * st.w[0],
+              data<T>(pc) + s0 * st.p[0], g ? g + s0 : nullptr, u ? u + s0 * st.u[0] : nullptr,
+              tau ? tau + s0 : nullptr, hard, data<T>(d_p) + s0 * per_group * sh.D,
+              data<T>(d_w) + s0 * per_group, dg ? dg + s0 : nullptr, part, st);
+        });
       });
     }
     Tensor d_target;
@@ -404,7 +527,65 @@ OpPath parse_op_path(const std::string& name) {
   fail("unknown kernel op path '", name, "'\nHINT: use auto, reference or torch");
 }
 
+// ---- the grouped GEMM schedule -------------------------------------------------------------
+
+void set_grouped_gemm(GroupedGemm how) { g_grouped_gemm = static_cast<int>(how); }
+GroupedGemm grouped_gemm() { return static_cast<GroupedGemm>(g_grouped_gemm.load()); }
+
+const char* grouped_gemm_name(GroupedGemm how) {
+  switch (how) {
+    case GroupedGemm::automatic: return "auto";
+    case GroupedGemm::per_group: return "per_group";
+    case GroupedGemm::group_parallel: return "group_parallel";
+    case GroupedGemm::batched: return "batched";
+  }
+  return "?";
+}
+
+GroupedGemm parse_grouped_gemm(const std::string& name) {
+  for (auto h : {GroupedGemm::automatic, GroupedGemm::per_group, GroupedGemm::group_parallel,
+                 GroupedGemm::batched})
+    if (name == grouped_gemm_name(h)) return h;
+  fail("unknown grouped GEMM schedule '", name,
+       "'\nHINT: use auto, per_group, group_parallel or batched");
+}
+
+// The measured choice on the CPU (bench_fuser --gemm, README "Measured figures"): with one
+// thread the groups run one after another; with more, dealing whole groups out to the threads
+// beats splitting each product across them whenever there are groups for every thread (the
+// fuser's products are small: T ~ 10^2-10^3 rows of widths 10^2-10^3). LibTorch's CPU bmm is
+// slower than either at every shape measured.
+GroupedGemm grouped_gemm_choice(int64_t G, int64_t T, int64_t k, int64_t o) {
+  (void)T;
+  (void)k;
+  (void)o;
+  const int threads = at::get_num_threads();
+  return threads > 1 && G >= threads ? GroupedGemm::group_parallel : GroupedGemm::per_group;
+}
+
 // ---- public ops ----------------------------------------------------------------------------
+
+Tensor grouped_linear_unfused(const Tensor& x, const Tensor& w, const Tensor& bias) {
+  if (bias.defined()) return torch::baddbmm(bias.unsqueeze(1), x, w.transpose(1, 2));
+  return torch::bmm(x, w.transpose(1, 2));
+}
+
+Tensor grouped_linear(const Tensor& x, const Tensor& w, const Tensor& bias) {
+  C2C_CHECK(x.defined() && x.dim() == 3, "grouped_linear: x must be (G, T, k), got ", shape_of(x));
+  C2C_CHECK(w.defined() && w.dim() == 3 && w.size(0) == x.size(0) && w.size(2) == x.size(2),
+            "grouped_linear: w ", shape_of(w), " must be (G, o, k) of x ", shape_of(x));
+  C2C_CHECK(!bias.defined() || (bias.dim() == 2 && bias.size(0) == w.size(0) &&
+                                bias.size(1) == w.size(1)),
+            "grouped_linear: bias ", shape_of(bias), " must be (G, o) of w ", shape_of(w));
+  check_same_device(w, x, "grouped_linear", "w");
+  check_same_device(bias, x, "grouped_linear", "bias");
+  if (!x.device().is_cpu() || op_path() == OpPath::torch) return grouped_linear_unfused(x, w, bias);
+  const auto how = resolved_schedule(x.size(0), x.size(1), x.size(2), w.size(1));
+  if (how == GroupedGemm::batched) return grouped_linear_unfused(x, w, bias);
+  return GroupedLinearFunction::apply(x, w, placeholder_if_undefined(bias, x), bias.defined(),
+                                      static_cast<int64_t>(how));
+}
+
 
 Tensor rms_norm_unfused(const Tensor& x, const Tensor& weight, double eps) {
   const auto ct = compute_type(x.scalar_type());
@@ -452,7 +633,9 @@ Tensor dropout_residual_unfused(const Tensor& x, const Tensor& a, double p, uint
   auto scale = torch::empty({a.numel()}, torch::TensorOptions().dtype(ct));
   cpu_dispatch(ct, [&](auto tag) {
     using T = decltype(tag);
-    dropout_scale_ref<T>(data<T>(scale), a.numel(), p, seed);
+    at::parallel_for(0, a.numel(), kElementGrain, [&](int64_t b, int64_t e) {
+      dropout_scale_ref<T>(data<T>(scale) + b, e - b, p, seed, b);
+    });
   });
   return x + a * scale.view(a.sizes()).to(a.device(), a.scalar_type());
 }

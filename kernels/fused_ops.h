@@ -48,6 +48,27 @@ class ScopedOpPath {
   OpPath previous_;
 };
 
+// Grouped linear: y[g] = x[g] w[g]^T (+ bias[g]) for G independent products, the fuser's stacked
+// layers; x (G, T, k), w (G, o, k), bias (G, o) or undefined; returns (G, T, o) contiguous.
+// CUDA tensors and OpPath::torch take LibTorch's bmm/baddbmm (one strided-batched GEMM). CPU
+// tensors otherwise take one matrix product per group, written in place into one output, with
+// the backward's products the same way (no per-group copies), scheduled by grouped_gemm():
+//   per_group       group after group, each product on every intra-op thread (MKL's own split);
+//   group_parallel  the groups dealt out over the intra-op threads, each product on one thread;
+//   batched         LibTorch's bmm (the CUDA path's form), for comparison;
+//   automatic       the measured choice (bench_fuser, bench_train; README "Measured figures").
+enum class GroupedGemm { automatic, per_group, group_parallel, batched };
+void set_grouped_gemm(GroupedGemm how);
+GroupedGemm grouped_gemm();
+const char* grouped_gemm_name(GroupedGemm how);
+GroupedGemm parse_grouped_gemm(const std::string& name);  // "auto" | "per_group" | ...; throws
+// The schedule automatic picks for G products of (T, k) x (k, o) at the current thread count.
+GroupedGemm grouped_gemm_choice(int64_t G, int64_t T, int64_t k, int64_t o);
+torch::Tensor grouped_linear(const torch::Tensor& x, const torch::Tensor& w,
+                             const torch::Tensor& bias = {});
+torch::Tensor grouped_linear_unfused(const torch::Tensor& x, const torch::Tensor& w,
+                                     const torch::Tensor& bias = {});
+
 // RMSNorm with scale: y = x / sqrt(mean(x^2, -1) + eps) * weight, statistics in fp32 (double for
 // double inputs), the normalised value cast to x's dtype before scaling (the fuser's numerics).
 // x (..., h) with weight (h), or the batched layout x (G, T, h) with weight (G, h).

@@ -283,12 +283,6 @@ torch::Tensor merge_branches(const torch::Tensor& t) {
   return t.reshape(shape);
 }
 
-// x (G, T, k) times W (G, o, k) transposed, plus bias (G, o): (G, T, o).
-torch::Tensor batched_linear(const torch::Tensor& x, const torch::Tensor& w,
-                             const torch::Tensor& b) {
-  return torch::baddbmm(b.unsqueeze(1), x, w.transpose(1, 2));
-}
-
 void check_shape(const torch::Tensor& t, const std::vector<int64_t>& want, const char* what) {
   C2C_CHECK(t.defined(), "fuser input '", what, "' is undefined");
   C2C_CHECK(t.sizes().vec() == want, "fuser input '", what, "' has shape ",
@@ -307,9 +301,9 @@ uint64_t StackedFuserImpl::next_dropout_seed() {
 torch::Tensor StackedFuserImpl::ffn(const torch::Tensor& x, const torch::Tensor& norm,
                                     const torch::Tensor& w1, const torch::Tensor& w2) {
   auto normed = kernels::rms_norm(x, norm, 1e-6);
-  auto hidden = kernels::gelu(torch::bmm(normed, w1.transpose(1, 2)));  // (G, T, m)
+  auto hidden = kernels::gelu(kernels::grouped_linear(normed, w1));  // (G, T, m)
   const double p = is_training() ? config_.dropout : 0.0;
-  return kernels::dropout_residual(x, torch::bmm(hidden, w2.transpose(1, 2)), p,
+  return kernels::dropout_residual(x, kernels::grouped_linear(hidden, w2), p,
                                    p > 0 ? next_dropout_seed() : 0);  // (G, T, h)
 }
 
@@ -349,7 +343,7 @@ torch::Tensor StackedFuserImpl::combine(const Weights& w, const torch::Tensor& s
     return ffn(in, merge_branches(w[b]), merge_branches(w[b + 1]), merge_branches(w[b + 2]));
   };
   auto linear = [&](const torch::Tensor& in, size_t b) {
-    return batched_linear(in, merge_branches(w[b]), merge_branches(w[b + 1]));
+    return kernels::grouped_linear(in, merge_branches(w[b]), merge_branches(w[b + 1]));
   };
   auto z = block(linear(x, kInW), kMlp1);  // (G, T, h)
 

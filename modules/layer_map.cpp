@@ -208,18 +208,26 @@ FusedCache fuse_multi_sharer(const std::vector<torch::Tensor>& receiver_key,
     // (2, Lf, B, H, N, D) each, keys then values, one copy each.
     auto s = stack_kv_layers(sc.key, sc.value, s_layers);
     auto r = stack_kv_layers(base_k, base_v, r_layers);
+    // The 2 Lf layers of the result as one unbind (keys 0..Lf-1, values Lf..2Lf-1): its backward
+    // is one stack, where per-layer indexing would add a zero-filled full-size gradient per layer.
+    const auto n = static_cast<int64_t>(r_layers.size());
+    auto layers_of = [n](const torch::Tensor& kv) {
+      std::vector<int64_t> shape{2 * n};
+      for (int64_t d = 2; d < kv.dim(); ++d) shape.push_back(kv.size(d));
+      return kv.reshape(shape).unbind(0);
+    };
     if (mode == MultiSharerMode::sequential) {
-      auto fused = fuser->forward_kv(s, r);
-      for (size_t i = 0; i < r_layers.size(); ++i) {
-        out.key[r_layers[i]] = fused[0][i];
-        out.value[r_layers[i]] = fused[1][i];
+      auto fused = layers_of(fuser->forward_kv(s, r));
+      for (int64_t i = 0; i < n; ++i) {
+        out.key[r_layers[i]] = fused[i];
+        out.value[r_layers[i]] = fused[n + i];
       }
     } else {
-      auto d = fuser->forward_kv(s, r, nullptr, /*delta=*/true);  // fp32 (fp64 for fp64 fusers)
-      for (size_t i = 0; i < r_layers.size(); ++i) {
+      auto d = layers_of(fuser->forward_kv(s, r, nullptr, /*delta=*/true));  // fp32 (fp64 fusers)
+      for (int64_t i = 0; i < n; ++i) {
         const int64_t t = r_layers[i];
-        sum_k[t] = sum_k[t].defined() ? sum_k[t] + d[0][i] : d[0][i];
-        sum_v[t] = sum_v[t].defined() ? sum_v[t] + d[1][i] : d[1][i];
+        sum_k[t] = sum_k[t].defined() ? sum_k[t] + d[i] : d[i];
+        sum_v[t] = sum_v[t].defined() ? sum_v[t] + d[n + i] : d[n + i];
       }
     }
   }

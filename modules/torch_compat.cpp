@@ -1,21 +1,70 @@
 #include "modules/common/torch_compat.h"
 
+#include "modules/common/error.h"
+
 #include <sys/resource.h>
 #include <torch/cuda.h>
 #ifdef C2C_TORCH_HAS_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
 #endif
 
+#include <malloc.h>
+
+#include <algorithm>
+#include <limits>
 #include <cstdlib>
 #include <thread>
 
 namespace c2c::compat {
 
-void use_all_cores() {
-  const char* env = std::getenv("OMP_NUM_THREADS");
-  if (env && *env) return;
-  const unsigned n = std::thread::hardware_concurrency();
-  if (n > 0 && static_cast<unsigned>(torch::get_num_threads()) < n) torch::set_num_threads(static_cast<int>(n));
+int threads_for(int64_t n) {
+  C2C_CHECK(n >= 0, "a thread count must be >= 0 (0: every core), got ", n);
+  if (n > 0) return static_cast<int>(n);
+  if (const char* env = std::getenv("OMP_NUM_THREADS"); env && *env) {
+    char* end = nullptr;
+    const long v = std::strtol(env, &end, 10);
+    C2C_CHECK(end && *end == '\0' && v > 0, "OMP_NUM_THREADS='", env,
+              "' is not a positive integer\nHINT: unset it to use every core");
+    return static_cast<int>(v);
+  }
+  return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
+
+int set_threads(int64_t n) {
+  const int t = threads_for(n);
+  if (torch::get_num_threads() != t) torch::set_num_threads(t);
+  return t;
+}
+
+std::vector<int> parse_thread_list(const std::string& text, const std::string& where) {
+  std::vector<int> out;
+  size_t start = 0;
+  while (start <= text.size()) {
+    const size_t comma = std::min(text.find(',', start), text.size());
+    const std::string item = text.substr(start, comma - start);
+    char* end = nullptr;
+    const long v = item.empty() ? -1 : std::strtol(item.c_str(), &end, 10);
+    C2C_CHECK(!item.empty() && end && *end == '\0' && v >= 0, where, ": '", text,
+              "' is not a list of thread counts\nHINT: e.g. 2, or 1,2 (0: every core)");
+    out.push_back(threads_for(v));
+    start = comma + 1;
+  }
+  return out;
+}
+
+int64_t minor_page_faults() {
+  struct rusage usage;
+  if (getrusage(RUSAGE_SELF, &usage) != 0) return 0;
+  return static_cast<int64_t>(usage.ru_minflt);
+}
+
+void keep_freed_host_memory() {
+#ifdef __GLIBC__
+  // The largest threshold glibc takes (HEAP_MAX / 2 on 64-bit); fixed values also stop its
+  // dynamic threshold from dropping back after a large free.
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, std::numeric_limits<int>::max());
+#endif
 }
 
 size_t peak_host_memory_bytes() {

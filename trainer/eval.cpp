@@ -23,6 +23,7 @@
 #include "modules/common/error.h"
 #include "modules/device.h"
 #include "modules/common/files.h"
+#include "modules/common/torch_compat.h"
 #include "modules/fused_pipeline.h"
 #include "modules/generate.h"
 #include "trainer/eval_report.h"
@@ -323,7 +324,7 @@ class Evaluator {
 
 std::string run_eval(const EvalConfig& c, std::ostream& log) {
   const bool live = &log == &std::cerr && isatty(STDERR_FILENO);  // progress redrawn in place
-  if (c.threads > 0) torch::set_num_threads(static_cast<int>(c.threads));
+  compat::set_threads(c.threads);
   std::filesystem::create_directories(c.output);
   EvalProgress progress(c, log);  // eval_report.h: resumes OUT/progress.jsonl
 

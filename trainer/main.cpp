@@ -7,7 +7,8 @@
 
 int main(int argc, char** argv) {
   try {
-    c2c::compat::use_all_cores();
+    c2c::compat::keep_freed_host_memory();
+    c2c::compat::set_threads(0);
     return c2c::cli::run(argc, argv);
   } catch (const c2c::Error& e) {
     std::cerr << "c2c: error: " << e.what() << "\n";

@@ -90,7 +90,7 @@ double held_out_loss(FuserTrainer& trainer, Distributed& dist, const std::string
 // failures are every rank's to report (Distributed names lost and stuck ranks).
 static std::string train(const Recipe& input_recipe, int64_t stop_after, bool& at_rendezvous) {
   Recipe recipe = input_recipe;
-  if (recipe.train.threads > 0) torch::set_num_threads(static_cast<int>(recipe.train.threads));
+  compat::set_threads(recipe.train.threads);
   // Ranks from the launcher's environment; one rank unless one set them. Only rank 0 writes
   // checkpoints, metrics and the progress line; the others print only errors.
   const DistEnv dist_env = DistEnv::from_environment();

@@ -41,10 +41,10 @@ double fuser_flops(const FuserConfig& c, int64_t layers, int64_t tokens) {
 }
 
 // The fuser's matrix products alone: x (G, T, k) times W (G, n, k) transposed for every (k, n)
-// of one pass, G = 2 x layers, as one bmm per shape (`batched`) or as G separate matrix products
-// per shape (`batched` false). Returns the best GFLOP/s of `reps`.
+// of one pass, G = 2 x layers, through kernels::grouped_linear under one schedule. Returns the
+// best GFLOP/s of `reps`.
 double plain_gemm_gflops(const FuserConfig& c, int64_t layers, int64_t tokens, int64_t reps,
-                         torch::Device device, torch::Dtype dtype, bool batched) {
+                         torch::Device device, torch::Dtype dtype, kernels::GroupedGemm how) {
   const int64_t G = 2 * layers, h = c.hidden_dim, m = c.intermediate_dim;
   std::vector<std::pair<int64_t, int64_t>> shapes{{c.in_dim() + c.out_dim(), h}};
   for (int64_t j = 0; j < c.num_layers - 1; ++j) {  // mlp1 and the L-2 projection blocks
@@ -63,20 +63,17 @@ double plain_gemm_gflops(const FuserConfig& c, int64_t layers, int64_t tokens, i
     flops += 2.0 * G * tokens * k * n;
   }
   torch::NoGradGuard no_grad;
+  const kernels::GroupedGemm previous = kernels::grouped_gemm();
+  kernels::set_grouped_gemm(how);
   double best = 1e30;
   for (int64_t r = 0; r <= reps; ++r) {  // the first is a warm-up
     const double t0 = now_ms();
     torch::Tensor s = torch::zeros({}, opt);
-    for (auto& [x, w] : operands) {
-      if (batched) {
-        s = s + torch::bmm(x, w.transpose(1, 2)).select(1, 0).sum();
-      } else {
-        for (int64_t g = 0; g < G; ++g) s = s + torch::mm(x[g], w[g].t()).select(0, 0).sum();
-      }
-    }
+    for (auto& [x, w] : operands) s = s + kernels::grouped_linear(x, w).select(1, 0).sum();
     s.item<double>();
     if (r > 0) best = std::min(best, now_ms() - t0);
   }
+  kernels::set_grouped_gemm(previous);
   return flops / 1e9 / (best / 1e3);
 }
 
@@ -93,8 +90,8 @@ int main(int argc, char** argv) {
     const double peak_tflops = args.number("peak-tflops", 0.0);
     const kernels::ScopedOpPath ops(kernels::parse_op_path(args.str("ops", "auto")));
     args.finish();
-    compat::use_all_cores();
-    if (threads > 0) torch::set_num_threads(static_cast<int>(threads));
+    compat::keep_freed_host_memory();
+    compat::set_threads(threads);
 
     FuserConfig c;  // the published widths are the defaults
     StackedFuser fuser(c, Lf, /*seed=*/0);
@@ -121,23 +118,36 @@ int main(int argc, char** argv) {
     C2C_CHECK(std::abs(a - b) <= 1e-3 * std::abs(a) + 1e-2, "batched and per-layer differ: ", a,
               " vs ", b);
 
-    auto time = [&](auto&& fn) {
-      double best = 1e30, total = 0;
-      for (int64_t r = 0; r < reps; ++r) {
-        const double t0 = now_ms();
-        fn().template item<double>();  // .item() waits for the device
-        const double dt = now_ms() - t0;
-        best = std::min(best, dt);
-        total += dt;
-      }
-      return std::make_pair(best, total / reps);
+    // The per-layer loop and the stacked batched pass under every CPU schedule of the grouped
+    // products (kernels::grouped_gemm), interleaved repeat by repeat; the best of the repeats.
+    using GG = kernels::GroupedGemm;
+    std::vector<GG> schedules{GG::automatic};
+    if (!device.is_cuda()) schedules = {GG::automatic, GG::per_group, GG::group_parallel, GG::batched};
+    auto once = [&](auto&& fn) {
+      const double t0 = now_ms();
+      fn().template item<double>();  // .item() waits for the device
+      return now_ms() - t0;
     };
-    const auto [loop_best, loop_mean] = time(per_layer);
-    const auto [batch_best, batch_mean] = time(batched);
+    double loop_best = 1e30;
+    std::vector<double> batch_best(schedules.size(), 1e30);
+    for (int64_t r = 0; r < reps; ++r) {
+      loop_best = std::min(loop_best, once(per_layer));
+      for (size_t i = 0; i < schedules.size(); ++i) {
+        const GG previous = kernels::grouped_gemm();
+        kernels::set_grouped_gemm(schedules[i]);
+        batch_best[i] = std::min(batch_best[i], once(batched));
+        kernels::set_grouped_gemm(previous);
+      }
+    }
     const double gflop = fuser_flops(c, Lf, B * N) / 1e9;
-    const double gemm_bmm = plain_gemm_gflops(c, Lf, B * N, reps, device, dtype, true);
-    const double gemm_mm = plain_gemm_gflops(c, Lf, B * N, reps, device, dtype, false);
-    const double gemm_rate = std::max(gemm_bmm, gemm_mm);
+    std::vector<double> gemm(schedules.size());
+    double gemm_rate = 0;
+    for (size_t i = 0; i < schedules.size(); ++i) {
+      gemm[i] = plain_gemm_gflops(c, Lf, B * N, reps, device, dtype,
+                                  i == 0 ? GG::automatic : schedules[i]);
+      if (i > 0 || schedules.size() == 1) gemm_rate = std::max(gemm_rate, gemm[i]);
+    }
+    const double batch_auto = batch_best[0];
     std::cout << "fuser benchmark: " << Lf << " layers x " << B << " x " << N
               << " tokens, h=m=" << c.hidden_dim << ", L=" << c.num_layers << ", H_r=" << c.target_num_heads
               << " D_r=" << c.target_head_dim << " <- H_s=" << c.source_num_heads
@@ -145,18 +155,20 @@ int main(int argc, char** argv) {
               << torch::get_num_threads() << " threads, LibTorch " << TORCH_VERSION << "\n"
               << "  parameters " << c.parameters_per_layer() * Lf / 1e6 << " M, "
               << gflop << " GFLOP per pass (K and V)\n"
-              << "  op path " << kernels::op_path_name(kernels::op_path()) << "\n"
-              << "  plain GEMM rate on these shapes (same run): " << gemm_rate << " GFLOP/s (one bmm "
-              << "per shape " << gemm_bmm << ", one mm per layer and branch " << gemm_mm << ")\n"
-              << "  per-layer loop : best " << loop_best << " ms, mean " << loop_mean << " ms, "
-              << gflop / (loop_best / 1e3) << " GFLOP/s, "
-              << 100 * gflop / (loop_best / 1e3) / gemm_rate << "% of the GEMM rate\n"
-              << "  batched stacked: best " << batch_best << " ms, mean " << batch_mean << " ms, "
-              << gflop / (batch_best / 1e3) << " GFLOP/s, "
-              << 100 * gflop / (batch_best / 1e3) / gemm_rate << "% of the GEMM rate\n"
-              << "  speed-up (loop / batched, best): " << loop_best / batch_best << "x\n";
+              << "  op path " << kernels::op_path_name(kernels::op_path()) << "; auto schedule here: "
+              << kernels::grouped_gemm_name(kernels::grouped_gemm_choice(2 * Lf, B * N, c.hidden_dim, c.hidden_dim))
+              << "\n  plain GEMM rate on these shapes (same run, the best schedule): " << gemm_rate << " GFLOP/s (";
+    for (size_t i = 0; i < schedules.size(); ++i)
+      std::cout << (i ? ", " : "") << kernels::grouped_gemm_name(schedules[i]) << " " << gemm[i];
+    std::cout << ")\n  per-layer loop : best " << loop_best << " ms, " << gflop / (loop_best / 1e3)
+              << " GFLOP/s, " << 100 * gflop / (loop_best / 1e3) / gemm_rate << "% of the GEMM rate\n";
+    for (size_t i = 0; i < schedules.size(); ++i)
+      std::cout << "  batched stacked (" << kernels::grouped_gemm_name(schedules[i]) << "): best "
+                << batch_best[i] << " ms, " << gflop / (batch_best[i] / 1e3) << " GFLOP/s, "
+                << 100 * gflop / (batch_best[i] / 1e3) / gemm_rate << "% of the GEMM rate, "
+                << loop_best / batch_best[i] << "x the loop's speed\n";
     if (peak_tflops > 0)
-      std::cout << "  batched: " << 100.0 * gflop / (batch_best / 1e3) / (peak_tflops * 1e3)
+      std::cout << "  batched: " << 100.0 * gflop / (batch_auto / 1e3) / (peak_tflops * 1e3)
                 << "% of the " << peak_tflops << " TFLOP/s peak\n";
     return 0;
   } catch (const std::exception& e) {

@@ -68,8 +68,8 @@ int run(int argc, char** argv) {
   const int64_t threads = args.integer("threads", 0);
   const double peak_tflops = args.number("peak-tflops", 0.0);
   args.finish();
-  c2c::compat::use_all_cores();
-  if (threads > 0) torch::set_num_threads(static_cast<int>(threads));
+  c2c::compat::keep_freed_host_memory();
+  c2c::compat::set_threads(threads);
   const auto dtype = cuda ? torch::kBFloat16 : torch::kFloat32;
   const torch::Device device = cuda ? torch::kCUDA : torch::kCPU;
   auto opt = torch::TensorOptions().dtype(dtype).device(device);

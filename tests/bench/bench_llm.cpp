@@ -25,8 +25,8 @@ int main(int argc, char** argv) {
     std::string dir = args.positional().empty() ? "" : args.positional()[0];
     const std::string preset = args.str("preset", "");
     args.finish();
-    compat::use_all_cores();
-    if (threads > 0) torch::set_num_threads(static_cast<int>(threads));
+    compat::keep_freed_host_memory();
+    compat::set_threads(threads);
     if (dir.empty()) {
       C2C_CHECK(!preset.empty(), "usage: bench_llm MODEL_DIR | --preset NAME [--prompt-tokens N] "
                                  "[--new-tokens N] [--batch B] [--repeats R]");
