@@ -23,10 +23,12 @@ torch::Tensor gelu_forward(const torch::Tensor& a, const torch::Tensor& bias);
 torch::Tensor gelu_backward(const torch::Tensor& dy, const torch::Tensor& a,
                             const torch::Tensor& bias);
 
-// y = x + a * keep/(1-p) with the counter mask of `seed`; backward da = dy * keep/(1-p).
+// y = x + a * keep/(1-p) with the counter mask of `seed` from element index `first`; backward
+// da = dy * keep/(1-p).
 torch::Tensor dropout_residual_forward(const torch::Tensor& x, const torch::Tensor& a, double p,
-                                       uint64_t seed);
-torch::Tensor dropout_residual_backward(const torch::Tensor& dy, double p, uint64_t seed);
+                                       uint64_t seed, int64_t first);
+torch::Tensor dropout_residual_backward(const torch::Tensor& dy, double p, uint64_t seed,
+                                        int64_t first);
 
 // p (S, B, H, N, D), w_logit (S, B, H, N) of one dtype T (any strides); gate_logit (S) or
 // undefined (no gate), u (S, B, H, N) or undefined and tau (S), fp32. out_type: T, or fp32 for a

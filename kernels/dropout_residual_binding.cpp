@@ -7,7 +7,7 @@ namespace c2c::kernels::cuda {
 using namespace detail;
 
 torch::Tensor dropout_residual_forward(const torch::Tensor& x_in, const torch::Tensor& a_in,
-                                       double p, uint64_t seed) {
+                                       double p, uint64_t seed, int64_t first) {
   const char* op = "dropout_residual";
   check_cuda(a_in, op, "a");
   check_float_or_bf16(a_in, op, "a");
@@ -20,12 +20,13 @@ torch::Tensor dropout_residual_forward(const torch::Tensor& x_in, const torch::T
   dispatch_float_bf16(a.scalar_type(), [&](auto tag) {
     using S = decltype(tag);
     kernels::dropout_residual_forward<S>(ptr<S>(x), ptr<S>(a), ptr<S>(y), a.numel(),
-                                         static_cast<float>(p), seed, stream);
+                                         static_cast<float>(p), seed, first, stream);
   });
   return y;
 }
 
-torch::Tensor dropout_residual_backward(const torch::Tensor& dy_in, double p, uint64_t seed) {
+torch::Tensor dropout_residual_backward(const torch::Tensor& dy_in, double p, uint64_t seed,
+                                        int64_t first) {
   check_cuda(dy_in, "dropout_residual backward", "grad");
   check_float_or_bf16(dy_in, "dropout_residual backward", "grad");
   const c10::cuda::CUDAGuard guard(dy_in.device());
@@ -35,7 +36,7 @@ torch::Tensor dropout_residual_backward(const torch::Tensor& dy_in, double p, ui
   dispatch_float_bf16(dy.scalar_type(), [&](auto tag) {
     using S = decltype(tag);
     kernels::dropout_residual_backward<S>(ptr<S>(dy), ptr<S>(da), dy.numel(),
-                                          static_cast<float>(p), seed, stream);
+                                          static_cast<float>(p), seed, first, stream);
   });
   return da;
 }

@@ -331,22 +331,24 @@ struct GeluFunction : public torch::autograd::Function<GeluFunction> {
 // Saves nothing but p, the seed and the dtypes: the backward regenerates the mask.
 struct DropoutResidualFunction : public torch::autograd::Function<DropoutResidualFunction> {
   static Tensor forward(AutogradContext* ctx, const Tensor& x, const Tensor& a, double p,
-                        int64_t seed) {
+                        int64_t seed, int64_t first) {
     Tensor y;
     if (a.is_cuda()) {
       C2C_CUDA_OR_FAIL(y = cuda::dropout_residual_forward(x.to(a.scalar_type()), a, p,
-                                                          seed_of(seed)));
+                                                          seed_of(seed), first));
     } else {
       y = run_cpu_ref(a.scalar_type(), {x, a}, a, [&](auto tag, const auto& in, auto& out) {
             using T = decltype(tag);
             at::parallel_for(0, a.numel(), kElementGrain, [&](int64_t b, int64_t e) {
               dropout_residual_forward_ref<T>(data<T>(in[0]) + b, data<T>(in[1]) + b,
-                                              data<T>(out) + b, e - b, p, seed_of(seed), b);
+                                              data<T>(out) + b, e - b, p, seed_of(seed),
+                                              first + b);
             });
           }).to(a.scalar_type());
     }
     ctx->saved_data["p"] = p;
     ctx->saved_data["seed"] = seed;
+    ctx->saved_data["first"] = first;
     ctx->saved_data["x_type"] = static_cast<int64_t>(x.scalar_type());
     ctx->saved_data["a_type"] = static_cast<int64_t>(a.scalar_type());
     return y;
@@ -355,21 +357,23 @@ struct DropoutResidualFunction : public torch::autograd::Function<DropoutResidua
   static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
     const double p = ctx->saved_data["p"].toDouble();
     const uint64_t seed = seed_of(ctx->saved_data["seed"].toInt());
+    const int64_t first = ctx->saved_data["first"].toInt();
     const auto x_type = static_cast<torch::ScalarType>(ctx->saved_data["x_type"].toInt());
     const auto a_type = static_cast<torch::ScalarType>(ctx->saved_data["a_type"].toInt());
     const Tensor& dy = grads[0];
     Tensor da;
     if (dy.is_cuda()) {
-      C2C_CUDA_OR_FAIL(da = cuda::dropout_residual_backward(dy.to(a_type), p, seed));
+      C2C_CUDA_OR_FAIL(da = cuda::dropout_residual_backward(dy.to(a_type), p, seed, first));
     } else {
       da = run_cpu_ref(a_type, {dy}, dy, [&](auto tag, const auto& in, auto& out) {
         using T = decltype(tag);
         at::parallel_for(0, dy.numel(), kElementGrain, [&](int64_t b, int64_t e) {
-          dropout_residual_backward_ref<T>(data<T>(in[0]) + b, data<T>(out) + b, e - b, p, seed, b);
+          dropout_residual_backward_ref<T>(data<T>(in[0]) + b, data<T>(out) + b, e - b, p, seed,
+                                           first + b);
         });
       });
     }
-    return {dy.to(x_type), da.to(a_type), Tensor(), Tensor()};
+    return {dy.to(x_type), da.to(a_type), Tensor(), Tensor(), Tensor()};
   }
 };
 
@@ -626,7 +630,8 @@ Tensor gelu(const Tensor& a, const Tensor& bias) {
   return GeluFunction::apply(a, placeholder_if_undefined(bias, a), bias.defined());
 }
 
-Tensor dropout_residual_unfused(const Tensor& x, const Tensor& a, double p, uint64_t seed) {
+Tensor dropout_residual_unfused(const Tensor& x, const Tensor& a, double p, uint64_t seed,
+                                int64_t first) {
   if (p <= 0) return x + a;
   // The same counter mask as the kernels, made by the reference on the host.
   const auto ct = compute_type(a.scalar_type());
@@ -634,20 +639,23 @@ Tensor dropout_residual_unfused(const Tensor& x, const Tensor& a, double p, uint
   cpu_dispatch(ct, [&](auto tag) {
     using T = decltype(tag);
     at::parallel_for(0, a.numel(), kElementGrain, [&](int64_t b, int64_t e) {
-      dropout_scale_ref<T>(data<T>(scale) + b, e - b, p, seed, b);
+      dropout_scale_ref<T>(data<T>(scale) + b, e - b, p, seed, first + b);
     });
   });
   return x + a * scale.view(a.sizes()).to(a.device(), a.scalar_type());
 }
 
-Tensor dropout_residual(const Tensor& x, const Tensor& a, double p, uint64_t seed) {
+Tensor dropout_residual(const Tensor& x, const Tensor& a, double p, uint64_t seed,
+                        int64_t first) {
   C2C_CHECK(x.defined() && a.defined() && x.sizes() == a.sizes(), "dropout_residual: x ",
             shape_of(x), " and a ", shape_of(a), " must have one shape");
   check_same_device(x, a, "dropout_residual", "x");
   C2C_CHECK(p >= 0 && p < 1, "dropout_residual: p must be in [0, 1), got ", p);
+  C2C_CHECK(first >= 0, "dropout_residual: first must be >= 0, got ", first);
   if (p == 0) return x + a;
-  if (!use_kernel_path(a, Op::dropout_residual)) return dropout_residual_unfused(x, a, p, seed);
-  return DropoutResidualFunction::apply(x, a.contiguous(), p, seed_bits(seed));
+  if (!use_kernel_path(a, Op::dropout_residual))
+    return dropout_residual_unfused(x, a, p, seed, first);
+  return DropoutResidualFunction::apply(x, a.contiguous(), p, seed_bits(seed), first);
 }
 
 Tensor gated_combine_unfused(const Tensor& target, const Tensor& w_logit, const Tensor& p,

@@ -80,12 +80,13 @@ torch::Tensor rms_norm_unfused(const torch::Tensor& x, const torch::Tensor& weig
 torch::Tensor gelu(const torch::Tensor& a, const torch::Tensor& bias = {});
 torch::Tensor gelu_unfused(const torch::Tensor& a, const torch::Tensor& bias = {});
 
-// y = x + a * keep/(1-p), keep_i = counter_uniform(seed, i) >= p over the contiguous element
-// index i of a (kernel_types.h); p = 0: y = x + a. x, a of one shape, dtype and device.
+// y = x + a * keep/(1-p), keep_i = counter_uniform(seed, first + i) >= p over the contiguous
+// element index i of a (kernel_types.h); `first` places a inside a larger tensor (a chunk of
+// groups draws the mask the whole would). p = 0: y = x + a. x, a of one shape, dtype, device.
 torch::Tensor dropout_residual(const torch::Tensor& x, const torch::Tensor& a, double p,
-                               uint64_t seed);
+                               uint64_t seed, int64_t first = 0);
 torch::Tensor dropout_residual_unfused(const torch::Tensor& x, const torch::Tensor& a, double p,
-                                       uint64_t seed);
+                                       uint64_t seed, int64_t first = 0);
 
 // out = target + g * sigmoid(w_logit) * p, with g = sigmoid((gate_logit + Gumbel(u)) / tau)
 // (u undefined: no noise), or with `hard` g = (gate_logit > 0) (no gradient to the logit), or

@@ -3,6 +3,8 @@
 // Shape legend as in fuser.h.
 #include "modules/fuser.h"
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
 
 #include "kernels/fused_ops.h"
@@ -297,14 +299,34 @@ uint64_t StackedFuserImpl::next_dropout_seed() {
 }
 
 // y = x + Dropout(W2 GELU_erf(W1 RMSNorm(x))); x (G, T, h), norm (G, h), w1 (G, m, h), w2 (G, h, m).
-// The elementwise steps are the kernels of fused_ops.h (CUDA kernels for CUDA tensors).
+// The elementwise steps are the kernels of fused_ops.h (CUDA kernels for CUDA tensors); the
+// dropout mask of seed `seed` starts at element `first` of the block's whole (all-group) output.
 torch::Tensor StackedFuserImpl::ffn(const torch::Tensor& x, const torch::Tensor& norm,
-                                    const torch::Tensor& w1, const torch::Tensor& w2) {
+                                    const torch::Tensor& w1, const torch::Tensor& w2, double p,
+                                    uint64_t seed, int64_t first) {
   auto normed = kernels::rms_norm(x, norm, 1e-6);
   auto hidden = kernels::gelu(kernels::grouped_linear(normed, w1));  // (G, T, m)
-  const double p = is_training() ? config_.dropout : 0.0;
-  return kernels::dropout_residual(x, kernels::grouped_linear(hidden, w2), p,
-                                   p > 0 ? next_dropout_seed() : 0);  // (G, T, h)
+  return kernels::dropout_residual(x, kernels::grouped_linear(hidden, w2), p, seed, first);
+}
+
+namespace {
+std::atomic<int64_t> g_chunk_override{0};
+}  // namespace
+
+void set_fusion_chunk_groups(int64_t groups) {
+  C2C_CHECK(groups >= 0, "fusion chunk must be >= 0 groups (0: automatic), got ", groups);
+  g_chunk_override = groups;
+}
+
+int64_t fusion_chunk_groups(int64_t G, int64_t T, int64_t width, torch::Device device) {
+  if (const int64_t forced = g_chunk_override.load(); forced > 0) return std::min(forced, G);
+  if (!device.is_cpu()) return G;  // a GPU wants the widest launches
+  // The CPU: groups whose widest activation fits in each thread's share of the L2 caches
+  // (2 MiB a core on current x86 servers), and at least one group per intra-op thread.
+  const int64_t threads = at::get_num_threads();
+  const int64_t per_group = std::max<int64_t>(1, T * width * 4);
+  const int64_t fit = threads * (int64_t{2} << 20) / per_group;
+  return std::clamp<int64_t>(std::max(fit, threads), 1, G);
 }
 
 torch::Tensor StackedFuserImpl::combine(const Weights& w, const torch::Tensor& s,
@@ -321,7 +343,7 @@ torch::Tensor StackedFuserImpl::combine(const Weights& w, const torch::Tensor& s
   C2C_CHECK(n == w[kInW].size(1), "fuser got ", n, " stacked layers, has ", w[kInW].size(1));
   check_shape(s, {2, n, B, Hs, N, Ds}, "sharer K/V (2, Lf, B, H_s, N, D_s)");
   check_shape(r, {2, n, B, Hr, N, Dr}, "receiver K/V (2, Lf, B, H_r, N, D_r)");
-  const int64_t T = B * N, G = 2 * n, in = c.in_dim(), out = c.out_dim();
+  const int64_t T = B * N, G = 2 * n, in = c.in_dim(), out = c.out_dim(), h = c.hidden_dim;
 
   // The input rows, head-major per token: concat(sharer, receiver) (G, T, in+out), written in
   // place from the (2, n, B, H, N, D) caches (one pass each, no intermediate stacks).
@@ -337,57 +359,78 @@ torch::Tensor StackedFuserImpl::combine(const Weights& w, const torch::Tensor& s
     else
       receiver_half.zero_();
   }
-
-  // The FFN block at table position b, and a linear layer (weight at b, bias at b + 1).
-  auto block = [&](const torch::Tensor& in, size_t b) {
-    return ffn(in, merge_branches(w[b]), merge_branches(w[b + 1]), merge_branches(w[b + 2]));
-  };
-  auto linear = [&](const torch::Tensor& in, size_t b) {
-    return kernels::grouped_linear(in, merge_branches(w[b]), merge_branches(w[b + 1]));
-  };
-  auto z = block(linear(x, kInW), kMlp1);  // (G, T, h)
-
-  auto p = z;
-  for (int64_t j = 0; j < c.num_layers - 2; ++j) p = block(p, proj_block(j));
-  p = linear(p, proj_out(c));
-  auto p_heads = p.view({G, B, N, Hr, Dr}).permute({0, 1, 3, 2, 4});  // (G, B, H_r, N, D_r) view
-  const auto target = with_target ? r.reshape({G, B, Hr, N, Dr}) : torch::Tensor();  // a view
   using Combine = FuserVariantSpec::Combine;
-  if (variant.combine == Combine::replace) {  // the fused cache is p itself
-    const auto result_type =
-        out_type.value_or(with_target ? r.scalar_type() : p_heads.scalar_type());
-    if (with_target) return p_heads.to(result_type);
-    return (p_heads.to(torch::kFloat32) - r.to(torch::kFloat32).view(p_heads.sizes())).to(result_type);
-  }
+  const bool replace = variant.combine == Combine::replace;
+  const auto target = with_target ? r.reshape({G, B, Hr, N, Dr}) : torch::Tensor();  // a view
 
-  auto sc = linear(block(z, kScalar), kHeadW);  // (G, T, H_r)
-  auto w_logit = sc.view({G, B, N, Hr}).permute({0, 1, 3, 2});  // (G, B, H_r, N) view
-  if (variant.combine == Combine::no_gate)
-    return kernels::gated_combine(target, w_logit, p_heads, {}, {}, {}, /*hard=*/false, out_type);
-
-  const auto gate_logit = w[kGate].reshape({G});
-  if (!is_training())  // hard gate, no host sync
-    return kernels::gated_combine(target, w_logit, p_heads, gate_logit, {}, {}, /*hard=*/true,
-                                  out_type);
-  torch::Tensor u;  // (G, B, H_r, N); undefined: Gumbel noise 0
-  if (noise) {
-    const std::vector<int64_t> want =
-        batched_noise ? std::vector<int64_t>{n, B, Hr, N, 1} : std::vector<int64_t>{B, Hr, N, 1};
-    check_shape(noise->key_u, want, "noise.key_u");
-    check_shape(noise->value_u, want, "noise.value_u");
-    u = torch::stack({noise->key_u, noise->value_u})
-            .to(gate_logit.device(), torch::kFloat32)
-            .view({G, B, Hr, N});
-  } else if (gate_noise_) {
-    C2C_CHECK(generator_->device().type() == gate_logit.device().type(),
-              "the fuser's generator is on ", generator_->device().str(),
-              " but its weights on ", gate_logit.device().str(),
-              "\nHINT: call reseed(seed) after moving the fuser");
-    u = torch::rand({G, B, Hr, N}, generator_, gate_logit.options().dtype(torch::kFloat32));
+  // What the pass draws, made for all groups up front so that any chunking gives the same
+  // values: one dropout seed per FFN block (mlp1, the L-2 projection blocks, the scalar block),
+  // the gate logits, temperatures and Gumbel noise (G, B, H_r, N).
+  const double p_drop = is_training() ? c.dropout : 0.0;
+  std::vector<uint64_t> seeds(static_cast<size_t>(c.num_layers - 1 + (replace ? 0 : 1)), 0);
+  if (p_drop > 0)
+    for (auto& seed : seeds) seed = next_dropout_seed();
+  const bool gated = variant.combine == Combine::gated;
+  const bool hard = gated && !is_training();
+  torch::Tensor gate_logit, tau, u;
+  if (gated) {
+    gate_logit = w[kGate].reshape({G});
+    if (!hard) tau = w[kTemperature].to(torch::kFloat32).repeat({2});  // (G): both branches
   }
-  auto tau = w[kTemperature].to(torch::kFloat32).repeat({2});  // (G): both branches of a layer
-  return kernels::gated_combine(target, w_logit, p_heads, gate_logit, u, tau, /*hard=*/false,
-                                out_type);
+  if (gated && !hard) {
+    if (noise) {
+      const std::vector<int64_t> want =
+          batched_noise ? std::vector<int64_t>{n, B, Hr, N, 1} : std::vector<int64_t>{B, Hr, N, 1};
+      check_shape(noise->key_u, want, "noise.key_u");
+      check_shape(noise->value_u, want, "noise.value_u");
+      u = torch::stack({noise->key_u, noise->value_u})
+              .to(gate_logit.device(), torch::kFloat32)
+              .view({G, B, Hr, N});
+    } else if (gate_noise_) {
+      C2C_CHECK(generator_->device().type() == gate_logit.device().type(),
+                "the fuser's generator is on ", generator_->device().str(),
+                " but its weights on ", gate_logit.device().str(),
+                "\nHINT: call reseed(seed) after moving the fuser");
+      u = torch::rand({G, B, Hr, N}, generator_, gate_logit.options().dtype(torch::kFloat32));
+    }
+  }
+  auto part = [](const torch::Tensor& t, int64_t g0, int64_t ng) {
+    return t.defined() ? t.narrow(0, g0, ng) : t;
+  };
+
+  // The groups in chunks (fusion_chunk_groups: all of them on a GPU, cache-sized on the CPU).
+  const int64_t chunk = fusion_chunk_groups(G, T, std::max({in + out, h, c.intermediate_dim}), x.device());
+  std::vector<torch::Tensor> results;
+  for (int64_t g0 = 0; g0 < G; g0 += chunk) {
+    const int64_t ng = std::min(chunk, G - g0);
+    auto W = [&](size_t i) { return merge_branches(w[i]).narrow(0, g0, ng); };
+    // The FFN block at table position b, and a linear layer (weight at b, bias at b + 1).
+    auto block = [&](const torch::Tensor& in_, size_t b, size_t k) {
+      return ffn(in_, W(b), W(b + 1), W(b + 2), p_drop, seeds[k], g0 * T * h);
+    };
+    auto linear = [&](const torch::Tensor& in_, size_t b) {
+      return kernels::grouped_linear(in_, W(b), W(b + 1));
+    };
+    auto z = block(linear(x.narrow(0, g0, ng), kInW), kMlp1, 0);  // (ng, T, h)
+    auto p = z;
+    for (int64_t j = 0; j < c.num_layers - 2; ++j) p = block(p, proj_block(j), 1 + j);
+    p = linear(p, proj_out(c));
+    auto p_heads = p.view({ng, B, N, Hr, Dr}).permute({0, 1, 3, 2, 4});  // (ng, B, H_r, N, D_r)
+    if (replace) {  // the fused cache is p itself
+      const auto result_type =
+          out_type.value_or(with_target ? r.scalar_type() : p_heads.scalar_type());
+      const auto own = r.reshape({G, B, Hr, N, Dr}).narrow(0, g0, ng);
+      results.push_back(with_target ? p_heads.to(result_type)
+                                    : (p_heads.to(torch::kFloat32) - own.to(torch::kFloat32)).to(result_type));
+      continue;
+    }
+    auto sc = linear(block(z, kScalar, seeds.size() - 1), kHeadW);  // (ng, T, H_r)
+    auto w_logit = sc.view({ng, B, N, Hr}).permute({0, 1, 3, 2});  // (ng, B, H_r, N) view
+    results.push_back(kernels::gated_combine(part(target, g0, ng), w_logit, p_heads,
+                                             part(gate_logit, g0, ng), part(u, g0, ng),
+                                             part(tau, g0, ng), hard, out_type));
+  }
+  return results.size() == 1 ? results[0] : torch::cat(results, 0);
 }
 
 namespace {

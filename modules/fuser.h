@@ -191,7 +191,7 @@ class StackedFuserImpl : public torch::nn::Module {
                         bool with_target, const GateNoise* noise, bool batched_noise,
                         std::optional<torch::ScalarType> out_type);
   torch::Tensor ffn(const torch::Tensor& x, const torch::Tensor& norm, const torch::Tensor& w1,
-                    const torch::Tensor& w2);
+                    const torch::Tensor& w2, double p, uint64_t seed, int64_t first);
   // The dropout seed of the next FFN block: a counter sequence from reseed()'s seed.
   uint64_t next_dropout_seed();
 
@@ -205,6 +205,14 @@ class StackedFuserImpl : public torch::nn::Module {
   std::vector<torch::Tensor> tensors_;  // table_[i]'s stacked tensor (2, Lf, ...), temperature (Lf)
 };
 TORCH_MODULE(StackedFuser);
+
+// How many of a pass's G groups the fuser runs at once: all on a GPU; on the CPU as many as keep
+// each thread's activations (T x width fp32 values a group) within its share of the L2 caches,
+// and at least one per intra-op thread. The result does not depend on it (the same draws, the
+// same dropout masks). set_fusion_chunk_groups(n > 0) forces n for benchmarks and tests (0:
+// automatic again).
+int64_t fusion_chunk_groups(int64_t G, int64_t T, int64_t width, torch::Device device);
+void set_fusion_chunk_groups(int64_t groups);
 
 // "(2, 3, 4)": shapes in error messages (c10 types are kept out of c2c::fail's arguments).
 std::string shape_string(torch::IntArrayRef shape);

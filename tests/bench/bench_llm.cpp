@@ -1,6 +1,7 @@
 // Benchmark (not a test): prefill and decode tokens per second and peak memory of one model.
 //   build/bench_llm MODEL_DIR [--prompt-tokens 128] [--new-tokens 64] [--batch 1] [--repeats 3]
 //   build/bench_llm --preset bench-25m     (writes a random ~25M-parameter model to a temp folder)
+//   --threads 1,2 measures each thread count interleaved in one run and prints the speed-ups.
 #include <chrono>
 #include <filesystem>
 #include <iostream>
@@ -21,12 +22,12 @@ int main(int argc, char** argv) {
     const int64_t new_tokens = args.integer("new-tokens", 64);
     const int64_t batch = args.integer("batch", 1);
     const int64_t repeats = args.integer("repeats", 3);
-    const int64_t threads = args.integer("threads", 0);
+    const std::vector<int> thread_counts = compat::parse_thread_list(args.str("threads", "0"), "bench_llm: --threads");
     std::string dir = args.positional().empty() ? "" : args.positional()[0];
     const std::string preset = args.str("preset", "");
     args.finish();
     compat::keep_freed_host_memory();
-    compat::set_threads(threads);
+    compat::set_threads(thread_counts[0]);
     if (dir.empty()) {
       C2C_CHECK(!preset.empty(), "usage: bench_llm MODEL_DIR | --preset NAME [--prompt-tokens N] "
                                  "[--new-tokens N] [--batch B] [--repeats R]");
@@ -48,18 +49,26 @@ int main(int argc, char** argv) {
     }
     GenerateOptions opts;
     opts.max_new_tokens = new_tokens;
-    generate(*model, prompts, opts);  // warm-up
-    double best_prefill = 0, best_decode = 0;
-    for (int64_t r = 0; r < repeats; ++r) {
-      auto res = generate(*model, prompts, opts);
-      best_prefill = std::max(best_prefill, res.timings.prefill_tokens / res.timings.prefill_s);
-      best_decode = std::max(best_decode, res.timings.decode_tokens / res.timings.decode_s);
-    }
+    // Every thread count interleaved repeat by repeat (after one warm-up each), best of the repeats.
+    std::vector<double> best_prefill(thread_counts.size(), 0), best_decode(thread_counts.size(), 0);
+    for (int64_t r = 0; r <= repeats; ++r)
+      for (size_t i = 0; i < thread_counts.size(); ++i) {
+        torch::set_num_threads(thread_counts[i]);
+        auto res = generate(*model, prompts, opts);
+        if (r == 0) continue;  // warm-up
+        best_prefill[i] = std::max(best_prefill[i], res.timings.prefill_tokens / res.timings.prefill_s);
+        best_decode[i] = std::max(best_decode[i], res.timings.decode_tokens / res.timings.decode_s);
+      }
     std::cout << "batch " << batch << ", prompt " << prompt_tokens << " tokens, " << new_tokens
-              << " new tokens (best of " << repeats << ")\n"
-              << "  prefill: " << static_cast<int64_t>(best_prefill) << " tokens/s\n"
-              << "  decode:  " << static_cast<int64_t>(best_decode) << " tokens/s\n"
-              << "  peak resident memory: " << compat::peak_host_memory_bytes() / (1 << 20) << " MiB\n";
+              << " new tokens (best of " << repeats << ")\n";
+    for (size_t i = 0; i < thread_counts.size(); ++i)
+      std::cout << "  " << thread_counts[i] << " thread(s): prefill " << static_cast<int64_t>(best_prefill[i])
+                << " tokens/s, decode " << static_cast<int64_t>(best_decode[i]) << " tokens/s\n";
+    for (size_t i = 1; i < thread_counts.size(); ++i)
+      std::cout << "  speed at " << thread_counts[i] << " threads over " << thread_counts[0]
+                << " (same run): prefill " << best_prefill[i] / best_prefill[0] << "x, decode "
+                << best_decode[i] / best_decode[0] << "x\n";
+    std::cout << "  peak resident memory: " << compat::peak_host_memory_bytes() / (1 << 20) << " MiB\n";
     return 0;
   } catch (const std::exception& e) {
     std::cerr << "bench_llm: error: " << e.what() << "\n";

@@ -384,6 +384,49 @@ TEST(Fuser, DropoutOnlyInTraining) {
   EXPECT_TRUE(torch::equal(e1, e2));
 }
 
+// The CPU runs a pass's groups in cache-sized chunks (fusion_chunk_groups): every chunking gives
+// the same outputs and gradients, dropout masks and Gumbel noise included, as one whole pass.
+TEST(Fuser, ChunkedGroupsEqualTheWholePass) {
+  FuserConfig c = small_config();
+  c.dropout = 0.3;
+  c.num_layers = 4;
+  for (FuserVariant v : {FuserVariant::full, FuserVariant::projection_fusion, FuserVariant::projection}) {
+    c.variant = v;
+    Inputs x = random_inputs(c, 3, 2, 5, 8);
+    auto run = [&](int64_t chunk) {
+      set_fusion_chunk_groups(chunk);
+      StackedFuser f(c, 3, /*seed=*/4);
+      f->train();
+      f->set_step(5);
+      f->reseed(9);
+      auto out = f->forward(x.sk, x.sv, x.rk, x.rv);
+      (out.key.pow(2).sum() + out.value.sum()).backward();
+      std::vector<torch::Tensor> r{out.key.detach(), out.value.detach()};
+      for (const auto& t : f->parameters())
+        if (t.grad().defined()) r.push_back(t.grad());
+      set_fusion_chunk_groups(0);
+      return r;
+    };
+    const auto whole = run(6);  // G = 6: one chunk
+    for (int64_t chunk : {1, 4}) {
+      const auto parts = run(chunk);
+      ASSERT_EQ(parts.size(), whole.size());
+      // The same masks and noise: equal up to the matrix products' rounding (a chunk of one
+      // group splits its products over the threads, a wider chunk deals groups to threads).
+      for (size_t i = 0; i < 2; ++i)
+        EXPECT_TRUE(torch::allclose(parts[i], whole[i], 1e-5, 1e-6))
+            << fuser_variant_name(v) << " chunk " << chunk << " output " << i << " max diff "
+            << (parts[i] - whole[i]).abs().max().item<double>();
+      for (size_t i = 2; i < parts.size(); ++i)
+        EXPECT_TRUE(torch::allclose(parts[i], whole[i], 1e-5, 1e-6))
+            << fuser_variant_name(v) << " chunk " << chunk << " gradient " << i;
+    }
+  }
+  EXPECT_EQ(fusion_chunk_groups(56, 170, 1024, torch::kCUDA), 56);
+  EXPECT_GE(fusion_chunk_groups(56, 170, 1024, torch::kCPU), at::get_num_threads());
+  EXPECT_THROW(set_fusion_chunk_groups(-1), Error);
+}
+
 TEST(Fuser, BatchedEqualsPerLayerAndBf16Inputs) {
   FuserConfig c = small_config();
   StackedFuser f(c, 3, 5);
