@@ -27,6 +27,7 @@
 #include "modules/common/torch_compat.h"
 #include "modules/device.h"
 #include "modules/fused_pipeline.h"
+#include "modules/fuser.h"
 #include "modules/random_model.h"
 #include "trainer/args.h"
 #include "trainer/trainer.h"
@@ -193,7 +194,7 @@ int main(int argc, char** argv) {
     // Every measurement at every thread count, interleaved repeat by repeat (after one warm-up
     // round) so that all of them see the same machine; the best of the repeats is kept.
     struct Times {
-      double plain = 1e30, fused = 1e30, unfused = 1e30, sharer = 1e30, fusion = 1e30;
+      double plain = 1e30, fused = 1e30, unfused = 1e30, sharer = 1e30, fusion = 1e30, unchunked = 1e30;
       std::vector<double> by_schedule;  // the step under each CPU schedule of the grouped products
       size_t mem_plain = 0, mem_fused = 0;
       int64_t faults = std::numeric_limits<int64_t>::max();  // minor page faults of one step
@@ -232,6 +233,11 @@ int main(int argc, char** argv) {
           keep(t.sharer, once([&] { prefill_sharer(); }));
           keep(t.fusion, once(fusion));
         }
+        if (!device.is_cuda()) {  // the same step with the fuser's groups in one chunk
+          set_fusion_chunk_groups(1 << 20);
+          keep(t.unchunked, once(fused));
+          set_fusion_chunk_groups(0);
+        }
         t.by_schedule.resize(schedules.size(), 1e30);
         for (size_t j = 0; j < schedules.size(); ++j) {
           const GG previous = kernels::grouped_gemm();
@@ -269,12 +275,18 @@ int main(int argc, char** argv) {
         for (size_t j = 0; j < schedules.size(); ++j)
           kernels_line += std::string(j ? "," : "") + " " + kernels::grouped_gemm_name(schedules[j]) + " " +
                           std::to_string(t.by_schedule[j] * 1e3) + " ms";
-        kernels_line += "\n";
+        kernels_line += "\n  the step with all fuser groups in one chunk: " + std::to_string(t.unchunked * 1e3) +
+                        " ms (auto chunks of " +
+                        std::to_string(fusion_chunk_groups(
+                            2 * static_cast<int64_t>(trainer.pipeline().fusers().sharers[0].fuser->num_fusers()),
+                            static_cast<int64_t>(fused_tokens), hidden, torch::kCPU)) +
+                        " groups: " + std::to_string(t.unchunked / t.fused) + "x speed)\n";
       }
       if (only_fused) {
         std::cout << "  fuser training step" << (checkpointing ? " (activation checkpointing)" : "") << ": "
                   << t.fused * 1e3 << " ms, " << static_cast<int64_t>(tokens / t.fused) << " tokens/s, "
-                  << mem_what << t.mem_fused << " MiB\n  " << mfu.str() << "\n" << kernels_line;
+                  << mem_what << t.mem_fused << " MiB, " << t.faults << " page faults\n  " << mfu.str() << "\n"
+                  << kernels_line;
         continue;
       }
       std::cout << "  plain receiver fwd+bwd: " << t.plain * 1e3 << " ms, " << static_cast<int64_t>(tokens / t.plain)
