@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Makes the toy world's pair from scratch for one seed: the world (`c2c toy-world`), then the
 # sharer and the receiver pretrained by `c2c pretrain` (both at once, one core each), then a
-# check of the world (receiver / sharer / T2T alone on every split). The pair of seed 0 is
+# check of the world (receiver / sharer / T2T alone on every split) that fails the script when
+# the receiver misses 95% on its known people or is above chance + 15 points on the others, or
+# the sharer misses 95% anywhere (scripts/check_toy_world.py). The pair of seed 0 is
 # shipped in recipes/toy/seed0 (copied there with --ship), so the demo does not pretrain.
 #
 #   bash scripts/make_toy_world.sh [SEED] [ENTITIES] [--ship]
@@ -59,6 +61,11 @@ output: $OUT/check
 YAML
 rm -rf "$OUT/check"
 $C2C eval --config "$OUT/check.yaml"
+# The world's check (scripts/check_toy_world.py): stops here, naming each threshold missed and by
+# how much, before the pair is shipped or any fuser is trained on it.
+python3 scripts/check_toy_world.py "$OUT/check/report.json" "$OUT/world" || {
+  echo "make_toy_world: seed $SEED's world fails its check (above); stopping before any fuser is trained"
+  exit 1; }
 if [ "$SHIP" = "--ship" ]; then
   for m in receiver sharer; do
     mkdir -p "recipes/toy/seed$SEED/$m"

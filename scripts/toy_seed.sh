@@ -28,6 +28,10 @@ if [ -f "recipes/toy/seed$SEED/receiver/model.safetensors" ]; then
   echo "toy_seed: seed $SEED's pair is shipped in recipes/toy/seed$SEED; skipping pretraining"
 elif [ -f "$OUT/receiver/model.safetensors" ] && [ -f "$OUT/sharer/model.safetensors" ]; then
   echo "toy_seed: the pair of seed $SEED exists in $OUT; skipping pretraining"
+  python3 scripts/check_toy_world.py "$OUT/check/report.json" "$OUT/world" || {
+    echo "toy_seed: seed $SEED's world has not passed its check (above); stopping before any fuser is trained"
+    echo "HINT: move $OUT away and run again to make the pair anew"
+    exit 1; }
 else
   bash scripts/make_toy_world.sh "$SEED" "$ENTITIES"
 fi
