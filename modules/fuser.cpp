@@ -318,12 +318,13 @@ void set_fusion_chunk_groups(int64_t groups) {
   g_chunk_override = groups;
 }
 
-int64_t fusion_chunk_groups(int64_t G, int64_t T, int64_t width, torch::Device device) {
+int64_t fusion_chunk_groups(const FuserConfig& c, int64_t G, int64_t T, torch::Device device) {
   if (const int64_t forced = g_chunk_override.load(); forced > 0) return std::min(forced, G);
   if (!device.is_cpu()) return G;  // a GPU wants the widest launches
   // The CPU: groups whose widest activation fits in each thread's share of the L2 caches
   // (2 MiB a core on current x86 servers), and at least one group per intra-op thread.
   const int64_t threads = at::get_num_threads();
+  const int64_t width = std::max({c.in_dim() + c.out_dim(), c.hidden_dim, c.intermediate_dim});
   const int64_t per_group = std::max<int64_t>(1, T * width * 4);
   const int64_t fit = threads * (int64_t{2} << 20) / per_group;
   return std::clamp<int64_t>(std::max(fit, threads), 1, G);
@@ -399,7 +400,7 @@ torch::Tensor StackedFuserImpl::combine(const Weights& w, const torch::Tensor& s
   };
 
   // The groups in chunks (fusion_chunk_groups: all of them on a GPU, cache-sized on the CPU).
-  const int64_t chunk = fusion_chunk_groups(G, T, std::max({in + out, h, c.intermediate_dim}), x.device());
+  const int64_t chunk = fusion_chunk_groups(c, G, T, x.device());
   std::vector<torch::Tensor> results;
   for (int64_t g0 = 0; g0 < G; g0 += chunk) {
     const int64_t ng = std::min(chunk, G - g0);

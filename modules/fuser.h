@@ -206,12 +206,13 @@ class StackedFuserImpl : public torch::nn::Module {
 };
 TORCH_MODULE(StackedFuser);
 
-// How many of a pass's G groups the fuser runs at once: all on a GPU; on the CPU as many as keep
-// each thread's activations (T x width fp32 values a group) within its share of the L2 caches,
+// How many of a pass's G groups a fuser of config `c` runs at once over T tokens: all on a GPU;
+// on the CPU as many as keep each thread's activations (T x its widest layer, fp32, a group)
+// within its share of the L2 caches,
 // and at least one per intra-op thread. The result does not depend on it (the same draws, the
 // same dropout masks). set_fusion_chunk_groups(n > 0) forces n for benchmarks and tests (0:
 // automatic again).
-int64_t fusion_chunk_groups(int64_t G, int64_t T, int64_t width, torch::Device device);
+int64_t fusion_chunk_groups(const FuserConfig& c, int64_t G, int64_t T, torch::Device device);
 void set_fusion_chunk_groups(int64_t groups);
 
 // "(2, 3, 4)": shapes in error messages (c10 types are kept out of c2c::fail's arguments).

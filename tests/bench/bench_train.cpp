@@ -203,6 +203,7 @@ int main(int argc, char** argv) {
     const std::vector<GG> schedules = device.is_cuda() ? std::vector<GG>{}
                                                        : std::vector<GG>{GG::per_group, GG::group_parallel, GG::batched};
     std::vector<Times> times(thread_counts.size());
+    const StackedFuser& fuser0 = trainer.pipeline().fusers().sharers[0].fuser;
     auto once = [&](const std::function<void()>& f) {
       compat::synchronize(device);
       auto t0 = std::chrono::steady_clock::now();
@@ -270,16 +271,14 @@ int main(int argc, char** argv) {
       if (!schedules.empty()) {
         kernels_line += "  the step by grouped-GEMM schedule (auto: " +
                         std::string(kernels::grouped_gemm_name(kernels::grouped_gemm_choice(
-                            2 * static_cast<int64_t>(trainer.pipeline().fusers().sharers[0].fuser->num_fusers()),
-                            static_cast<int64_t>(fused_tokens), hidden, hidden))) + "):";
+                            2 * fuser0->num_fusers(), static_cast<int64_t>(fused_tokens), hidden, hidden))) + "):";
         for (size_t j = 0; j < schedules.size(); ++j)
           kernels_line += std::string(j ? "," : "") + " " + kernels::grouped_gemm_name(schedules[j]) + " " +
                           std::to_string(t.by_schedule[j] * 1e3) + " ms";
         kernels_line += "\n  the step with all fuser groups in one chunk: " + std::to_string(t.unchunked * 1e3) +
                         " ms (auto chunks of " +
-                        std::to_string(fusion_chunk_groups(
-                            2 * static_cast<int64_t>(trainer.pipeline().fusers().sharers[0].fuser->num_fusers()),
-                            static_cast<int64_t>(fused_tokens), hidden, torch::kCPU)) +
+                        std::to_string(fusion_chunk_groups(fuser0->config(), 2 * fuser0->num_fusers(),
+                                                           static_cast<int64_t>(fused_tokens), torch::kCPU)) +
                         " groups: " + std::to_string(t.unchunked / t.fused) + "x speed)\n";
       }
       if (only_fused) {

@@ -422,8 +422,9 @@ TEST(Fuser, ChunkedGroupsEqualTheWholePass) {
             << fuser_variant_name(v) << " chunk " << chunk << " gradient " << i;
     }
   }
-  EXPECT_EQ(fusion_chunk_groups(56, 170, 1024, torch::kCUDA), 56);
-  EXPECT_GE(fusion_chunk_groups(56, 170, 1024, torch::kCPU), at::get_num_threads());
+  const FuserConfig published;
+  EXPECT_EQ(fusion_chunk_groups(published, 56, 170, torch::kCUDA), 56);
+  EXPECT_GE(fusion_chunk_groups(published, 56, 170, torch::kCPU), at::get_num_threads());
   EXPECT_THROW(set_fusion_chunk_groups(-1), Error);
 }
 
