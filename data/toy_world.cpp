@@ -121,9 +121,11 @@ const std::vector<std::string>& ToyWorld::values_of(const std::string& name) {
 
 ToyWorld::ToyWorld(const ToyWorldOptions& options) : opt_(options) {
   C2C_CHECK(opt_.entities >= 10, "toy world: --entities must be at least 10, got ", opt_.entities);
-  C2C_CHECK(opt_.known >= 1 && opt_.eval >= 1 && opt_.known + opt_.eval < opt_.entities,
-            "toy world: known (", opt_.known, ") + eval (", opt_.eval, ") must leave fuser-training "
-            "entities among the ", opt_.entities, "\nHINT: lower --known or --eval, or raise --entities");
+  C2C_CHECK(opt_.known >= 1 && opt_.eval >= 1 && opt_.validation >= 0 &&
+                opt_.known + opt_.eval + opt_.validation < opt_.entities,
+            "toy world: known (", opt_.known, ") + eval (", opt_.eval, ") + validation (", opt_.validation,
+            ") must leave fuser-training entities among the ", opt_.entities,
+            "\nHINT: lower --known, --eval or --validation, or raise --entities");
   C2C_CHECK(!opt_.attributes.empty(), "toy world: no attributes");
   std::set<std::string> seen_attr;
   for (const auto& a : opt_.attributes) {
@@ -149,12 +151,14 @@ ToyWorld::ToyWorld(const ToyWorldOptions& options) : opt_(options) {
       e.values.push_back(static_cast<int>(rng.below(static_cast<int64_t>(attribute(a).values.size()))));
     entities_.push_back(std::move(e));
   }
-  // The first `entities` are the world, in random order: known, eval, then fuser_train.
+  // The first `entities` are the world, in random order: known, eval, validation, then
+  // fuser_train (without validation people, the splits of the worlds before there were any).
   for (int64_t i = 0; i < total; ++i) {
     ToyEntity& e = entities_[i];
     if (i >= opt_.entities) e.split = "practice";
     else if (i < opt_.known) e.split = "known";
     else if (i < opt_.known + opt_.eval) e.split = "eval";
+    else if (i < opt_.known + opt_.eval + opt_.validation) e.split = "validation";
     else e.split = "fuser_train";
   }
 }
@@ -233,15 +237,17 @@ std::vector<LmRecord> ToyWorld::receiver_corpus() const {
   return out;
 }
 
-std::vector<std::vector<ChatMessage>> ToyWorld::fuser_conversations() const {
+std::vector<std::vector<ChatMessage>> ToyWorld::fuser_conversations(const std::string& split) const {
+  C2C_CHECK(split == "fuser_train" || split == "validation", "toy world: fuser conversations are about "
+            "fuser_train or validation people, not '", split, "'");
   std::vector<std::vector<ChatMessage>> unknown, known;
   for (const auto& e : entities_) {
-    if (e.split != "fuser_train" && e.split != "known") continue;
+    if (e.split != split && e.split != "known") continue;
     auto& to = e.split == "known" ? known : unknown;
     for (size_t a = 0; a < opt_.attributes.size(); ++a)
       for (int q = 0; q < 2; ++q) to.push_back({{"user", question(e, a, q)}, {"assistant", answer(e, a)}});
   }
-  Rng rng(opt_.seed + 3);
+  Rng rng(opt_.seed + (split == "validation" ? 5 : 3));
   rng.shuffle(known);
   // known / (known + unknown) = known_in_fuser
   const auto want = static_cast<size_t>(opt_.known_in_fuser / (1 - opt_.known_in_fuser) *
@@ -260,6 +266,7 @@ void ToyWorld::write(const std::string& dir) const {
                       {"entities", opt_.entities},
                       {"known", opt_.known},
                       {"eval", opt_.eval},
+                      {"validation", opt_.validation},
                       {"practice", opt_.practice},
                       {"bio_copies", opt_.bio_copies},
                       {"known_in_fuser", opt_.known_in_fuser},
@@ -283,10 +290,11 @@ void ToyWorld::write(const std::string& dir) const {
   };
   corpus(sharer_corpus(), "sharer_corpus.jsonl");
   corpus(receiver_corpus(), "receiver_corpus.jsonl");
-  {
+  for (const char* split : {"fuser_train", "validation"}) {
+    if (std::string(split) == "validation" && opt_.validation == 0) continue;
     std::vector<nlohmann::json> rows;
-    for (const auto& conv : fuser_conversations()) rows.push_back(record_json({"", conv}));
-    write_jsonl(join_path(dir, "fuser_train.jsonl"), rows);
+    for (const auto& conv : fuser_conversations(split)) rows.push_back(record_json({"", conv}));
+    write_jsonl(join_path(dir, std::string(split) + ".jsonl"), rows);
   }
   // Benchmarks: one question per entity and attribute, its template drawn by the seed.
   Rng rng(opt_.seed + 4);
@@ -306,6 +314,7 @@ void ToyWorld::write(const std::string& dir) const {
   write_jsonl(join_path(dir, "eval_heldout.jsonl"), bench["eval"]);
   write_jsonl(join_path(dir, "eval_known.jsonl"), bench["known"]);
   write_jsonl(join_path(dir, "eval_fuser_train.jsonl"), bench["fuser_train"]);
+  if (opt_.validation > 0) write_jsonl(join_path(dir, "eval_validation.jsonl"), bench["validation"]);
 }
 
 }  // namespace c2c

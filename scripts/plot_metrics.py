@@ -5,7 +5,7 @@
 
 Reads RUN_DIR/metrics.jsonl written by `c2c train`. The gate panel shows, per receiver layer and
 step, whether the key and value gates are open (logit > 0, the hard gate used at inference).
-Needs matplotlib (pip install matplotlib).
+Needs matplotlib (scripts/setup.sh installs it into .venv).
 """
 import argparse
 import json
@@ -35,18 +35,22 @@ def main():
     import matplotlib.pyplot as plt
 
     steps = [r["step"] for r in rows]
-    sets = rows[-1].get("gates", [])
+    # Gate panels for the fusers that have gates (the variants without, e.g. projection_fusion, none).
+    sets = [(j, g) for j, g in enumerate(rows[-1].get("gates", [])) if "gate_logit" in g]
     fig, axes = plt.subplots(1 + 2 * len(sets), 1, figsize=(9, 3 + 2.2 * 2 * len(sets)), squeeze=False)
     ax = axes[0][0]
     ax.plot(steps, [r["loss"] for r in rows], label="train loss")
     ev = [(r["step"], r["eval_loss"]) for r in rows if "eval_loss" in r]
     if ev:
         ax.plot(*zip(*ev), "o-", label="held-out loss")
+        best = rows[-1].get("best_eval_step")
+        if best:
+            ax.axvline(best, color="grey", linestyle="--", label=f"lowest held-out loss (step {best})")
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("loss (nats/token)")
     ax.legend()
     row = 1
-    for j, g in enumerate(sets):
+    for j, g in sets:
         layers = g.get("receiver_layers", [])
         for branch in ("key", "value"):
             # gate_logit is stored (2, Lf): key first, value second.

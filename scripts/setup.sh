@@ -4,7 +4,7 @@
 #     the Gloo headers that c10d's Gloo process group needs (the torch wheel does not ship them);
 #   - LibTorch: PyTorch from PyPI in a project-local virtual environment (.venv, ignored by git),
 #     the CUDA build with its own CUDA runtime, NCCL, BLAS and OpenMP; the build links that and
-#     nothing else of CUDA (cmake/C2CTorch.cmake).
+#     nothing else of CUDA (cmake/C2CTorch.cmake); and matplotlib there, for the demo's charts.
 #   bash scripts/setup.sh                      # everything, then a Release build
 #   C2C_SKIP_APT=1 bash scripts/setup.sh       # no apt
 #   C2C_PYTHON=/path/to/python bash scripts/setup.sh   # build against that Python's torch instead
@@ -63,6 +63,13 @@ else
 fi
 "$PY" -c 'import torch' 2>/dev/null ||
   { echo "setup: $PY cannot import torch; HINT: $PY -m pip install '$TORCH_SPEC'"; exit 1; }
+# The demo's charts (scripts/plot_eval.py, scripts/plot_metrics.py) run on this Python too.
+if ! "$PY" -c 'import matplotlib' 2>/dev/null; then
+  echo "setup: pip install matplotlib (the demo's charts)"
+  "$PY" -m pip install -q --disable-pip-version-check matplotlib ||
+    echo "setup: warning: matplotlib did not install into $PY; the demo will not draw its charts" \
+         "(HINT: $PY -m pip install matplotlib)"
+fi
 TORCH_INFO=$("$PY" -c 'import torch; print(torch.__version__, "CUDA", torch.version.cuda or "none")' 2>/dev/null)
 echo "setup: LibTorch from $PY: torch $TORCH_INFO"
 

@@ -8,8 +8,12 @@
 #
 # Environment: ALIGN=span|span_tail|reference_longest|reference_first (default span), STEPS
 # (default: the demo recipe's), JOBS=2 fusers trained at once (one thread each), SET="key=value
-# ..." more recipe overrides for every run, ENTITIES (world size, only where no world exists yet).
-# Each run: runs/toy-$SEED/fuser-$ALIGN-$VARIANT[-$STEPS]/{fuser,eval} (the suffix where STEPS is set).
+# ..." more recipe overrides for every run, ENTITIES (world size, only where no world exists yet),
+# PAIR (a folder with receiver/ and sharer/ to use instead of the shipped or made pair), TAG (a
+# suffix of the run folders, to keep runs of several pairs apart).
+# Each run: runs/toy-$SEED/fuser-$ALIGN-$VARIANT[-$STEPS][-$TAG]/{fuser,eval}.
+# The fuser evaluated is best/: the step of the lowest held-out loss on the world's validation
+# people (the demo recipe's model selection), which the run's train.log names.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SEED=${1:-0}
@@ -18,11 +22,16 @@ VARIANTS=("$@")
 [ ${#VARIANTS[@]} -gt 0 ] || VARIANTS=(full projection_fusion projection)
 ALIGN=${ALIGN:-span}
 JOBS=${JOBS:-2}
-SUFFIX=${STEPS:+-$STEPS}
+SUFFIX=${STEPS:+-$STEPS}${TAG:+-$TAG}
 C2C=build/c2c
 [ -x "$C2C" ] || { echo "toy_fuser: build first (bash scripts/setup.sh)"; exit 1; }
 OUT=runs/toy-$SEED
-if [ -f "recipes/toy/seed$SEED/receiver/model.safetensors" ]; then
+if [ -n "${PAIR:-}" ]; then  # another pair of this world (e.g. a sharer design under trial)
+  [ -f "$PAIR/receiver/model.safetensors" ] && [ -f "$PAIR/sharer/model.safetensors" ] ||
+    { echo "toy_fuser: PAIR=$PAIR holds no receiver/ and sharer/ model folders"; exit 1; }
+  R=$PAIR/receiver
+  S=$PAIR/sharer
+elif [ -f "recipes/toy/seed$SEED/receiver/model.safetensors" ]; then
   R=recipes/toy/seed$SEED/receiver
   S=recipes/toy/seed$SEED/sharer
 elif [ -f "$OUT/receiver/model.safetensors" ] && [ -f "$OUT/sharer/model.safetensors" ]; then
@@ -42,15 +51,29 @@ done
 # people (default 600, the demo's) split as make_toy_world.sh splits it.
 ENTITIES=${ENTITIES:-600}
 [ -f "$OUT/world/world.json" ] || $C2C toy-world --seed "$SEED" --entities "$ENTITIES" \
-  --known $((ENTITIES / 4)) --eval $((ENTITIES / 6)) --out "$OUT/world"
+  --known $((ENTITIES / 4)) --eval $((ENTITIES / 6)) --validation $((ENTITIES / 12)) --out "$OUT/world"
 DATA=$OUT/data-$ALIGN
+VDATA=$OUT/validation-$ALIGN
 [ -f "$DATA/manifest.json" ] || $C2C prepare --input "$OUT/world/fuser_train.jsonl" \
   --receiver-tokenizer "$R" --sharer-tokenizer "$S" --alignment "$ALIGN" --max-length 128 --out "$DATA"
+# Model selection (the demo recipe: held-out loss every 100 steps, best/, early stop) on the
+# world's validation people; a world made before there was a validation split trains to the end.
+if [ -f "$OUT/world/validation.jsonl" ]; then
+  [ -f "$VDATA/manifest.json" ] || $C2C prepare --input "$OUT/world/validation.jsonl" \
+    --receiver-tokenizer "$R" --sharer-tokenizer "$S" --alignment "$ALIGN" --max-length 128 --out "$VDATA"
+  SELECT=(--set "data.eval=$VDATA")
+  PICK=best
+else
+  echo "toy_fuser: $OUT/world has no validation split (an older world): no model selection, final/ is evaluated"
+  SELECT=(--set "train.eval_every=0" --set "train.early_stop_evals=0" --set "checkpoint.keep_best=false")
+  PICK=final
+fi
 
 run_one() {
   local v=$1 dir=$OUT/fuser-$ALIGN-$1$SUFFIX
   local sets=(--set "receiver=$R" --set "sharers=[$S]" --set "alignment=$ALIGN" --set "fuser.variant=$v"
-              --set "data.train=$DATA" --set "checkpoint.dir=$dir/fuser" --set "train.seed=$((42 + SEED))")
+              --set "data.train=$DATA" --set "checkpoint.dir=$dir/fuser" --set "train.seed=$((42 + SEED))"
+              "${SELECT[@]}")
   [ -z "${STEPS:-}" ] || sets+=(--set "train.max_steps=$STEPS")
   for kv in ${SET:-}; do sets+=(--set "$kv"); done
   mkdir -p "$dir"
@@ -58,10 +81,10 @@ run_one() {
     echo "toy_fuser: training $v failed: see $dir/train.log"; return 1; }
   rm -rf "$dir/eval"
   OMP_NUM_THREADS=1 $C2C eval --config recipes/demo_eval.yaml --set "receiver=$R" --set "sharers=[$S]" \
-    --set "fuser=$dir/fuser/final" --set "alignment=$ALIGN" --set "methods=[c2c]" --set "latency_queries=0" \
+    --set "fuser=$dir/fuser/$PICK" --set "alignment=$ALIGN" --set "methods=[c2c]" --set "latency_queries=0" \
     --set "benchmarks=[{name: heldout, file: $OUT/world/eval_heldout.jsonl}, {name: known, file: $OUT/world/eval_known.jsonl}, {name: fuser_train, file: $OUT/world/eval_fuser_train.jsonl}]" \
     --set "output=$dir/eval" > "$dir/eval.log" 2>&1 || { echo "toy_fuser: evaluating $v failed: see $dir/eval.log"; return 1; }
-  echo "toy_fuser: $v done ($dir)"
+  echo "toy_fuser: $v done ($dir; $(grep -E 'lowest held-out loss|early stop' "$dir/train.log" | tr '\n' ' '))"
 }
 
 echo "toy_fuser: seed $SEED, pair $R + $S, alignment $ALIGN, variants ${VARIANTS[*]} ($JOBS at a time)"
@@ -75,7 +98,7 @@ fail=0
 for p in "${pids[@]}"; do wait "$p" || fail=1; done
 
 # The single models on the same splits (once per seed), then one table.
-BASE=$OUT/base
+BASE=$OUT/base${TAG:+-$TAG}
 if [ ! -f "$BASE/report.json" ]; then
   OMP_NUM_THREADS=1 $C2C eval --config recipes/demo_eval.yaml --set "receiver=$R" --set "sharers=[$S]" \
     --set "methods=[receiver, sharer]" --set "latency_queries=0" \
@@ -94,7 +117,7 @@ for v in variants:
     if os.path.exists(p):
         rows.append((f"c2c {v}", json.load(open(p))["results"]["c2c"]))
 splits = ("heldout", "known", "fuser_train")
-print(f"\n{os.path.basename(out)}, alignment {align}{', ' + suffix[1:] + ' steps' if suffix else ''} (mode choices, chance 10%)")
+print(f"\n{os.path.basename(out)}, alignment {align}{', runs *' + suffix if suffix else ''} (mode choices, chance 10%)")
 print("| method | " + " | ".join(splits) + " |")
 print("|---|" + "---|" * len(splits))
 for name, r in rows:

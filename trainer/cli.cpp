@@ -44,6 +44,7 @@ const Command kCommands[] = {
     {"eval", cmd_eval, "accuracy and latency of receiver / sharer / T2T / C2C on multiple-choice benchmarks"},
     {"pretrain", cmd_pretrain, "train every weight of a small LLM on text / chats (the toy world's models)"},
     {"toy-world", cmd_toy_world, "write the seeded fictional world of the demo (corpora, fuser data, benchmarks)"},
+    {"probe-kv", cmd_probe_kv, "a linear probe of a sharer's cached K/V at the slots a fuser reads (the toy world's check)"},
     {"prepare", cmd_prepare, "turn conversations (JSONL / JSON array) into paired HDF5 training shards"},
     {"version", cmd_version, "the LibTorch, kernels and NCCL of this build, and the CUDA devices visible"},
 };

@@ -19,5 +19,6 @@ int cmd_train(const std::vector<std::string>& argv);
 int cmd_eval(const std::vector<std::string>& argv);
 int cmd_pretrain(const std::vector<std::string>& argv);
 int cmd_toy_world(const std::vector<std::string>& argv);
+int cmd_probe_kv(const std::vector<std::string>& argv);
 
 }  // namespace c2c::cli

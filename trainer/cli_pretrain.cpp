@@ -25,11 +25,12 @@ const char* kPretrainUsage =
 
 const char* kToyUsage =
     "usage: c2c toy-world --out DIR [--seed 0] [--entities 600] [--known 150] [--eval 100]\n"
-    "                     [--attributes city,job,pet] [--practice 300] [--bio-copies 3]\n"
-    "                     [--known-in-fuser 0.3]\n\n"
+    "                     [--validation 50] [--attributes city,job,pet] [--practice 300]\n"
+    "                     [--bio-copies 3] [--known-in-fuser 0.3]\n\n"
     "Writes a seeded fictional world (data/toy_world.h): world.json, the sharer's and the receiver's\n"
-    "pretraining corpora, fuser_train.jsonl (for `c2c prepare`) and the benchmark files\n"
-    "eval_heldout.jsonl, eval_known.jsonl, eval_fuser_train.jsonl (for `c2c eval`).\n";
+    "pretraining corpora, fuser_train.jsonl and validation.jsonl (for `c2c prepare`: the fuser's\n"
+    "training data and its model-selection data, about other people) and the benchmark files\n"
+    "eval_heldout.jsonl, eval_known.jsonl, eval_fuser_train.jsonl, eval_validation.jsonl (for `c2c eval`).\n";
 
 std::vector<std::string> split_commas(const std::string& s) {
   std::vector<std::string> out;
@@ -84,6 +85,7 @@ int cmd_toy_world(const std::vector<std::string>& argv) {
   o.entities = args.integer("entities", o.entities);
   o.known = args.integer("known", o.known);
   o.eval = args.integer("eval", o.eval);
+  o.validation = args.integer("validation", o.validation);
   if (args.has("attributes")) o.attributes = split_commas(args.str("attributes"));
   o.practice = args.integer("practice", o.practice);
   o.bio_copies = args.integer("bio-copies", o.bio_copies);
@@ -92,8 +94,9 @@ int cmd_toy_world(const std::vector<std::string>& argv) {
   ToyWorld world(o);
   world.write(out);
   std::cout << "toy-world: seed " << o.seed << ", " << o.entities << " entities (" << o.known
-            << " known to the receiver, " << o.eval << " held out for evaluation, "
-            << o.entities - o.known - o.eval << " for fuser training), " << o.practice
+            << " known to the receiver, " << o.eval << " held out for evaluation, " << o.validation
+            << " for model selection, " << o.entities - o.known - o.eval - o.validation
+            << " for fuser training), " << o.practice
             << " practice entities; files in " << out << "\n";
   return 0;
 }

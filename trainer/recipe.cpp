@@ -63,6 +63,7 @@ std::vector<Field> fields(Recipe& r) {
       field("train.log_every", r.train.log_every),
       field("train.eval_every", r.train.eval_every),
       field("train.eval_batches", r.train.eval_batches),
+      field("train.early_stop_evals", r.train.early_stop_evals),
       field("train.threads", r.train.threads),
       field("train.max_bad_steps", r.train.max_bad_steps),
       field("train.activation_checkpointing", r.train.activation_checkpointing),
@@ -70,6 +71,7 @@ std::vector<Field> fields(Recipe& r) {
       field("checkpoint.dir", r.checkpoint.dir),
       field("checkpoint.every", r.checkpoint.every),
       field("checkpoint.keep_last", r.checkpoint.keep_last),
+      field("checkpoint.keep_best", r.checkpoint.keep_best),
       field("checkpoint.resume", r.checkpoint.resume),
       field("checkpoint.strict_resume", r.checkpoint.strict_resume),
       field("checkpoint.overwrite", r.checkpoint.overwrite),
@@ -172,6 +174,7 @@ void Recipe::validate() const {
   at_least("train.log_every", train.log_every, 1, " (steps between progress lines)");
   at_least("train.eval_every", train.eval_every, 0, " (0: no held-out loss)");
   at_least("train.eval_batches", train.eval_batches, 1, " (batches of the held-out loss)");
+  at_least("train.early_stop_evals", train.early_stop_evals, 0, " (0: no early stop)");
   at_least("train.threads", train.threads, 0, " (0: every core)");
   at_least("train.max_bad_steps", train.max_bad_steps, 0, "");
   at_least("data.shuffle_buffer", data.shuffle_buffer, 0, " (0 or 1: file order)");
@@ -185,6 +188,10 @@ void Recipe::validate() const {
   C2C_CHECK(train.eval_every == 0 || !data.eval.empty(), "recipe: train.eval_every = ", train.eval_every,
             " but data.eval is empty: there is no held-out data to evaluate\nHINT: set data.eval to a "
             "folder written by `c2c prepare`, or train.eval_every: 0");
+  C2C_CHECK(train.eval_every > 0 || (train.early_stop_evals == 0 && !checkpoint.keep_best),
+            "recipe: ", train.early_stop_evals > 0 ? "train.early_stop_evals" : "checkpoint.keep_best",
+            " selects on the held-out loss, but train.eval_every is 0 (none is computed)\nHINT: set "
+            "train.eval_every and data.eval (a validation set prepared by `c2c prepare`)");
   C2C_CHECK(train.warmup_ratio >= 0 && train.warmup_ratio < 1, "recipe: train.warmup_ratio must be in [0, 1)");
   one_of("train.schedule", train.schedule, {"linear", "cosine", "constant"});
   one_of("train.device", train.device, {"auto", "cpu", "cuda"});

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <iomanip>
 #include <iostream>
+#include <limits>
 #include <set>
 
 #include "data/stream.h"
@@ -203,6 +204,10 @@ static std::string train(const Recipe& input_recipe, int64_t stop_after, bool& a
 
   int64_t step = 0;
   double elapsed_before = 0, tokens_before = 0;
+  // Model selection on the held-out loss (train.early_stop_evals, checkpoint.keep_best): the best
+  // loss so far, its step, and the evaluations since; saved in every checkpoint.
+  double best_loss = std::numeric_limits<double>::infinity();
+  int64_t best_step = 0, evals_since_best = 0;
   if (main_rank)
     for (const auto& d : clean_incomplete_checkpoints(run_dir))
       log << "c2c train: removed " << d << ", left by an interrupted save or pruning\n";
@@ -235,6 +240,11 @@ static std::string train(const Recipe& input_recipe, int64_t stop_after, bool& a
       stream.restore(StreamCursor::from_json(state.at("data_cursor")));
       elapsed_before = state.value("elapsed_s", 0.0);
       tokens_before = state.value("tokens_seen", 0.0);
+      if (state.contains("best_eval")) {
+        best_loss = state["best_eval"].at("loss").get<double>();
+        best_step = state["best_eval"].at("step").get<int64_t>();
+        evals_since_best = state["best_eval"].at("evals_since").get<int64_t>();
+      }
       const int64_t saved_world = state.value("world_size", int64_t(1));
       // The gate temperature an uninterrupted run holds after `step` steps (the loop sets the
       // one of each step it runs; a run resumed at its end runs none).
@@ -306,8 +316,25 @@ static std::string train(const Recipe& input_recipe, int64_t stop_after, bool& a
     state["tokens_seen"] = tokens_seen;
     state["world_size"] = dist.world_size();
     state["recipe"] = recipe.to_yaml();
+    if (best_step > 0)
+      state["best_eval"] = {{"loss", best_loss}, {"step", best_step}, {"evals_since", evals_since_best}};
     return save_training_checkpoint(run_dir, at_step, trainer.fusers(), optimizer, state,
                                     recipe.checkpoint.keep_last, kCleanSteps);
+  };
+
+  // Writes the fuser (our checkpoint format, fp32 master weights) as run_dir/NAME: whole into a
+  // temporary folder, then renamed over the old one, so a kill never leaves a half-written one
+  // (at worst none: final/ is written again by a resumed run, best/ at its next best loss).
+  auto write_fuser_dir = [&](const std::string& name, const nlohmann::json& source) {
+    FuserCheckpoint out = trainer.fusers();
+    out.source = source;
+    out.source["recipe"] = recipe.to_yaml();
+    const std::string dst = join_path(run_dir, name), tmp = join_path(run_dir, "." + name + ".tmp");
+    std::filesystem::remove_all(tmp);
+    save_fuser_checkpoint(tmp, out);
+    std::filesystem::remove_all(dst);
+    std::filesystem::rename(tmp, dst);
+    return out;
   };
 
   // Gradients are summed over ranks while backward runs (hooks, distributed.h);
@@ -320,6 +347,13 @@ static std::string train(const Recipe& input_recipe, int64_t stop_after, bool& a
   int64_t bad_steps = 0;
   const int64_t start_step = step;
   while (step < total) {
+    if (recipe.train.early_stop_evals > 0 && evals_since_best >= recipe.train.early_stop_evals) {
+      if (tty && step > start_step) log << "\n";
+      log << "c2c train: early stop at step " << step << " of " << total << ": " << evals_since_best
+          << " held-out evaluations without a loss below " << std::setprecision(6) << best_loss
+          << " (step " << best_step << "; train.early_stop_evals = " << recipe.train.early_stop_evals << ")\n";
+      break;
+    }
     // Fetch every micro-batch of the step first: the loss is the mean over all their supervised
     // tokens, so each micro-batch's sum is scaled by the step's total before backward.
     // With several ranks the total is over all of them, so the summed gradients are the mean.
@@ -396,7 +430,19 @@ static std::string train(const Recipe& input_recipe, int64_t stop_after, bool& a
     row["gates"] = gates;
     if (recipe.train.eval_every > 0 && !recipe.data.eval.empty() &&
         (step % recipe.train.eval_every == 0 || step == total)) {
-      row["eval_loss"] = held_out_loss(trainer, dist, recipe.data.eval, recipe.train.eval_batches, step);
+      const double eval_loss = held_out_loss(trainer, dist, recipe.data.eval, recipe.train.eval_batches, step);
+      row["eval_loss"] = eval_loss;
+      // Every rank sees the same summed loss, so every rank takes the same decision below.
+      if (eval_loss < best_loss) {
+        best_loss = eval_loss;
+        best_step = step;
+        evals_since_best = 0;
+        if (recipe.checkpoint.keep_best && main_rank)
+          write_fuser_dir("best", {{"steps", step}, {"eval_loss", eval_loss}, {"selected_on", recipe.data.eval}});
+      } else {
+        ++evals_since_best;
+      }
+      row["best_eval_step"] = best_step;
     }
     if (main_rank) {
       metrics << row.dump() << "\n";
@@ -443,16 +489,18 @@ static std::string train(const Recipe& input_recipe, int64_t stop_after, bool& a
     C2C_CHECK(weights_finite(), "training ended with non-finite fuser weights; nothing written to ",
               final_dir, "\nHINT: lower train.lr and start again");
     if (step > start_step || !latest_checkpoint(run_dir)) save(step, elapsed_before + elapsed, tokens_seen);
-    // The exported fuser: our checkpoint format, fp32 master weights. Written whole into a
-    // temporary folder and renamed: a kill leaves the previous final/ (or none, and the checkpoint
-    // just saved, from which a resumed run writes it again), never a half-written one.
-    FuserCheckpoint out = trainer.fusers();
-    out.source = {{"recipe", recipe.to_yaml()}, {"steps", step}};
-    const std::string tmp_final = join_path(run_dir, ".final.tmp");
-    std::filesystem::remove_all(tmp_final);
-    save_fuser_checkpoint(tmp_final, out);
-    std::filesystem::remove_all(final_dir);
-    std::filesystem::rename(tmp_final, final_dir);
+    // The exported fuser (write_fuser_dir); a kill leaves the checkpoint just saved, from which
+    // a resumed run writes final/ again.
+    const FuserCheckpoint out = write_fuser_dir("final", {{"steps", step}});
+    if (best_step > 0) {
+      log << "c2c train: lowest held-out loss " << std::setprecision(6) << best_loss << " at step " << best_step;
+      if (recipe.checkpoint.keep_best)
+        log << (std::filesystem::exists(join_path(run_dir, "best"))
+                    ? " (" + join_path(run_dir, "best") + ")"
+                    : " (warning: its best/ is missing, lost to a kill while it was written; final/ "
+                      "holds step " + std::to_string(step) + ")");
+      log << "\n";
+    }
     if (recipe.exports.official) {  // the official layout beside final/ (this run's own folder)
       const std::string official = join_path(run_dir, "official");
       std::filesystem::remove_all(official);

@@ -40,6 +40,7 @@ TEST(ToyWorld, SameSeedSameFilesOtherSeedOtherWorld) {
   o.entities = 60;
   o.known = 15;
   o.eval = 10;
+  o.validation = 5;
   o.practice = 20;
   const auto a = test::temp_dir("toy_a"), b = test::temp_dir("toy_b"), c = test::temp_dir("toy_c");
   ToyWorld(o).write(a);
@@ -47,7 +48,7 @@ TEST(ToyWorld, SameSeedSameFilesOtherSeedOtherWorld) {
   o.seed = 1;
   ToyWorld(o).write(c);
   for (const char* f : {"world.json", "sharer_corpus.jsonl", "receiver_corpus.jsonl", "fuser_train.jsonl",
-                        "eval_heldout.jsonl", "eval_known.jsonl"}) {
+                        "validation.jsonl", "eval_heldout.jsonl", "eval_known.jsonl", "eval_validation.jsonl"}) {
     EXPECT_EQ(read_file(join_path(a, f)), read_file(join_path(b, f))) << f;
     EXPECT_NE(read_file(join_path(a, f)), read_file(join_path(c, f))) << f;
   }
@@ -63,6 +64,7 @@ TEST(ToyWorld, SplitsAreDisjointAndCorporaHoldOnlyWhatTheirReaderMayKnow) {
   o.entities = 120;
   o.known = 30;
   o.eval = 20;
+  o.validation = 10;
   o.practice = 40;
   ToyWorld w(o);
   std::set<std::string> names;
@@ -73,20 +75,27 @@ TEST(ToyWorld, SplitsAreDisjointAndCorporaHoldOnlyWhatTheirReaderMayKnow) {
   }
   EXPECT_EQ(count["known"], 30);
   EXPECT_EQ(count["eval"], 20);
-  EXPECT_EQ(count["fuser_train"], 70);
+  EXPECT_EQ(count["validation"], 10);
+  EXPECT_EQ(count["fuser_train"], 60);
   EXPECT_EQ(count["practice"], 40);
 
   const std::string receiver = all_text(w.receiver_corpus());
   const std::string sharer = all_text(w.sharer_corpus());
-  std::string fuser;
+  std::string fuser, validation;
   for (const auto& conv : w.fuser_conversations())
     for (const auto& m : conv) fuser += m.content + "\n";
+  for (const auto& conv : w.fuser_conversations("validation"))
+    for (const auto& m : conv) validation += m.content + "\n";
   for (const auto& e : w.entities()) {
     const bool known = e.split == "known", practice = e.split == "practice";
     EXPECT_EQ(mentions(receiver, e.name), known || practice) << e.name << " (" << e.split << ")";
     EXPECT_EQ(mentions(sharer, e.name), !practice) << e.name << " (" << e.split << ")";
-    if (e.split == "eval" || practice) EXPECT_FALSE(mentions(fuser, e.name)) << e.name;
+    if (e.split == "eval" || e.split == "validation" || practice) EXPECT_FALSE(mentions(fuser, e.name)) << e.name;
     if (e.split == "fuser_train") EXPECT_TRUE(mentions(fuser, e.name)) << e.name;
+    // Model selection sees its own people (and known ones), never the training or test people.
+    if (e.split == "validation") EXPECT_TRUE(mentions(validation, e.name)) << e.name;
+    if (e.split == "eval" || e.split == "fuser_train" || practice)
+      EXPECT_FALSE(mentions(validation, e.name)) << e.name << " (" << e.split << ")";
   }
   // Every biography states every attribute of its entity.
   const auto& e = w.entities()[0];
@@ -99,6 +108,11 @@ TEST(ToyWorld, BadOptionsAreNamed) {
   o.known = 400;
   o.eval = 300;
   EXPECT_NE(test::error_of([&] { ToyWorld w(o); }).find("must leave fuser-training entities"), std::string::npos);
+  o = ToyWorldOptions{};
+  o.validation = -1;
+  EXPECT_NE(test::error_of([&] { ToyWorld w(o); }).find("validation (-1)"), std::string::npos);
+  EXPECT_NE(test::error_of([&] { ToyWorld(ToyWorldOptions{}).fuser_conversations("eval"); }).find("not 'eval'"),
+            std::string::npos);
   o = ToyWorldOptions{};
   o.attributes = {"city", "height"};
   EXPECT_NE(test::error_of([&] { ToyWorld w(o); }).find("unknown attribute 'height'"), std::string::npos);

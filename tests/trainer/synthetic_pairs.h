@@ -11,7 +11,9 @@
 
 namespace c2c::test {
 
-inline std::string write_synthetic_pairs(const std::string& dir, int n, uint64_t seed) {
+// copy = false: the response is random tokens instead (a held-out set whose loss rises as the
+// fuser learns to copy).
+inline std::string write_synthetic_pairs(const std::string& dir, int n, uint64_t seed, bool copy = true) {
   torch::manual_seed(seed);
   PairedDatasetWriter w(dir, /*num_sharers=*/1, /*shard_size=*/7);
   for (int i = 0; i < n; ++i) {
@@ -19,7 +21,8 @@ inline std::string write_synthetic_pairs(const std::string& dir, int n, uint64_t
     auto prompt = torch::randint(3, 1000, {p}, torch::kInt64);
     PairedSample s;
     s.receiver_ids.assign(prompt.data_ptr<int64_t>(), prompt.data_ptr<int64_t>() + p);
-    for (int64_t t = 0; t < r; ++t) s.receiver_ids.push_back(s.receiver_ids[t % p]);
+    for (int64_t t = 0; t < r; ++t)
+      s.receiver_ids.push_back(copy ? s.receiver_ids[t % p] : torch::randint(3, 1000, {1}).item<int64_t>());
     s.prompt_length = p;
     s.loss_start = p;
     s.loss_end = p + r;

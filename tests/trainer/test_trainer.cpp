@@ -63,6 +63,51 @@ TEST(Trainer, LossFallsOverAShortRun) {
   EXPECT_TRUE(file_exists(run + "/recipe.yaml"));
 }
 
+// Model selection on the held-out loss: best/ holds the fuser of the lowest one (its step and loss
+// in its source), the run stops after train.early_stop_evals evaluations without a lower one, and
+// a run stopped and resumed on the way makes the same choice, bit for bit.
+TEST(Trainer, KeepsTheFuserOfTheLowestHeldOutLossAndStopsEarly) {
+  const std::string data = test::write_synthetic_pairs(test::temp_dir("pairs"), 16, 1);
+  // Random responses: as the fuser learns to copy the prompt, their loss rises.
+  const std::string eval = test::write_synthetic_pairs(test::temp_dir("pairs_eval"), 8, 2, /*copy=*/false);
+  const std::vector<std::string> sets = {"data.eval=" + eval, "train.eval_every=2", "train.eval_batches=4",
+                                         "checkpoint.keep_best=true", "train.early_stop_evals=3", "train.lr=1e-2"};
+  const std::string run = test::temp_dir("run_best") + "/r";
+  const std::string final_dir = run_training(Recipe::from_yaml_text(test::tiny_recipe_text(data, run, 80), "t", sets));
+  auto rows = read_metrics(run);
+  ASSERT_LT(rows.size(), 80u) << "no early stop: the held-out loss kept falling";
+  double best = 1e300;
+  int64_t best_step = 0;
+  for (const auto& row : rows)
+    if (row.contains("eval_loss") && row["eval_loss"].get<double>() < best) {
+      best = row["eval_loss"].get<double>();
+      best_step = row["step"].get<int64_t>();
+    }
+  ASSERT_GT(best_step, 0);
+  // Three evaluations (6 steps) after the best, and none of them lower.
+  EXPECT_EQ(rows.back()["step"].get<int64_t>(), best_step + 3 * 2);
+  EXPECT_EQ(rows.back()["best_eval_step"].get<int64_t>(), best_step);
+  const auto chosen = load_fuser_checkpoint(run + "/best");
+  EXPECT_EQ(chosen.source.at("steps").get<int64_t>(), best_step);
+  EXPECT_EQ(chosen.source.at("eval_loss").get<double>(), best);
+  EXPECT_EQ(load_fuser_checkpoint(final_dir).source.at("steps").get<int64_t>(), best_step + 6);
+  EXPECT_NE(read_file(run + "/best/fuser.safetensors"), read_file(final_dir + "/fuser.safetensors"));
+
+  // Stopped after the first evaluation and resumed: the same best/ and the same stop.
+  const std::string run_b = test::temp_dir("run_best_b") + "/r";
+  Recipe rb = Recipe::from_yaml_text(test::tiny_recipe_text(data, run_b, 80), "t", sets);
+  run_training(rb, /*stop_after=*/3);
+  run_training(rb);
+  EXPECT_EQ(read_metrics(run_b).size(), rows.size());
+  EXPECT_EQ(read_file(run_b + "/best/fuser.safetensors"), read_file(run + "/best/fuser.safetensors"));
+
+  // Selection without a held-out loss to select on is refused, naming the key.
+  EXPECT_NE(test::error_of([&] {
+              Recipe::from_yaml_text(test::tiny_recipe_text(data, run, 8), "t", {"checkpoint.keep_best=true"});
+            }).find("checkpoint.keep_best"),
+            std::string::npos);
+}
+
 TEST(Trainer, OnlyFuserParametersChange) {
   const std::string data = test::write_synthetic_pairs(test::temp_dir("pairs"), 8, 2);
   Recipe r = Recipe::from_yaml_text(test::tiny_recipe_text(data, test::temp_dir("run2"), 3), "test");
