@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <limits>
 #include <cstdlib>
+#include <string>
 #include <thread>
 
 namespace c2c::compat {
@@ -27,7 +28,19 @@ int threads_for(int64_t n) {
               "' is not a positive integer\nHINT: unset it to use every core");
     return static_cast<int>(v);
   }
-  return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  // Several ranks on one host (torchrun and scripts/launch_local.sh set LOCAL_WORLD_SIZE; Slurm
+  // SLURM_NTASKS_PER_NODE): each takes its share of the cores, not all of them.
+  for (const char* name : {"LOCAL_WORLD_SIZE", "SLURM_NTASKS_PER_NODE"}) {
+    const char* env = std::getenv(name);
+    if (!env || !*env) continue;
+    char* end = nullptr;
+    const long ranks = std::strtol(env, &end, 10);
+    if (std::string(name) == "SLURM_NTASKS_PER_NODE" && !(end && *end == '\0')) continue;  // e.g. "2(x3)"
+    C2C_CHECK(end && *end == '\0' && ranks > 0, name, "='", env, "' is not a positive integer");
+    return std::max(1, cores / static_cast<int>(ranks));
+  }
+  return cores;
 }
 
 int set_threads(int64_t n) {

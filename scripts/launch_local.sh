@@ -6,7 +6,8 @@
 # first non-zero status. Ctrl-C stops every rank.
 set -euo pipefail
 n=${1:?usage: launch_local.sh NUM_RANKS COMMAND...}; shift
-export MASTER_ADDR=${MASTER_ADDR:-127.0.0.1} MASTER_PORT=${MASTER_PORT:-29500} WORLD_SIZE=$n
+# LOCAL_WORLD_SIZE: train.threads = 0 gives each rank its share of the cores.
+export MASTER_ADDR=${MASTER_ADDR:-127.0.0.1} MASTER_PORT=${MASTER_PORT:-29500} WORLD_SIZE=$n LOCAL_WORLD_SIZE=$n
 pids=()
 declare -A rank_of
 for ((r = 0; r < n; r++)); do

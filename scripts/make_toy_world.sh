@@ -18,7 +18,9 @@
 #
 # A model already in runs/toy-$SEED (receiver/ or sharer/ with model.safetensors) is reused, not
 # pretrained again. Environment: SHARER_CONFIG (default recipes/toy/sharer_config.json),
-# CONTINUE (default 1). About 45 minutes on 2 cores (the sharer, 600 entities, is the long one).
+# CONTINUE (default 1), ONLY=receiver|sharer (pretrain that model only and stop before the check:
+# to spread seeds over cores; a later run without ONLY reuses it). About 45 minutes on 2 cores
+# (the sharer, 600 entities, is the long one).
 # The tokenizers in recipes/toy/*_tokenizer are fixed (scripts/make_toy_tokenizers.py made them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -66,8 +68,11 @@ continue_model() {
   mv "$OUT/$m.continue$k" "$OUT/$m"
 }
 
+ONLY=${ONLY:-}
+case "$ONLY" in ""|receiver|sharer) ;; *) echo "make_toy_world: ONLY must be receiver or sharer, got '$ONLY'"; exit 1 ;; esac
 pids=()
 for m in sharer receiver; do
+  [ -z "$ONLY" ] || [ "$m" = "$ONLY" ] || continue
   if [ -f "$OUT/$m/model.safetensors" ]; then
     echo "make_toy_world: reusing the $m in $OUT/$m"
   else
@@ -79,6 +84,10 @@ done
 for pm in "${pids[@]}"; do
   wait "${pm%%:*}" || { echo "make_toy_world: ${pm#*:} pretraining failed: see $OUT/${pm#*:}.log"; exit 1; }
 done
+if [ -n "$ONLY" ]; then
+  echo "make_toy_world: the $ONLY of seed $SEED is in $OUT/$ONLY (ONLY=$ONLY: no check yet)"
+  exit 0
+fi
 
 cat > "$OUT/check.yaml" <<YAML
 receiver: $OUT/receiver

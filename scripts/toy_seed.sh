@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One world seed end to end, with one command: the world and the pair pretrained from scratch
-# (scripts/make_toy_world.sh, which ends with the world's check: receiver, sharer and T2T alone),
+# (scripts/make_toy_world.sh, which ends with the world's check: receiver, sharer and T2T alone,
+# and the probe of the sharer's cache),
 # then the C2C fuser of the README's three-seed table (the demo recipe, span_tail alignment,
 # variant projection_fusion, 2,000 steps; scripts/toy_fuser.sh) and its table.
 #
@@ -26,13 +27,9 @@ if [ -f "$OUT/world/world.json" ]; then
 fi
 if [ -f "recipes/toy/seed$SEED/receiver/model.safetensors" ]; then
   echo "toy_seed: seed $SEED's pair is shipped in recipes/toy/seed$SEED; skipping pretraining"
-elif [ -f "$OUT/receiver/model.safetensors" ] && [ -f "$OUT/sharer/model.safetensors" ]; then
-  echo "toy_seed: the pair of seed $SEED exists in $OUT; skipping pretraining"
-  python3 scripts/check_toy_world.py "$OUT/check/report.json" "$OUT/world" || {
-    echo "toy_seed: seed $SEED's world has not passed its check (above); stopping before any fuser is trained"
-    echo "HINT: move $OUT away and run again to make the pair anew"
-    exit 1; }
 else
+  # Pretrains what runs/toy-$SEED does not hold yet (a model made before is reused), then the
+  # world's check, which stops here unless the world is valid.
   bash scripts/make_toy_world.sh "$SEED" "$ENTITIES"
 fi
 read -r -a variants <<< "${VARIANTS:-projection_fusion}"

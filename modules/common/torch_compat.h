@@ -15,7 +15,8 @@ namespace c2c::compat {
 inline const char* torch_version() { return TORCH_VERSION; }
 
 // The one meaning of every thread setting (train.threads, eval's threads, the benchmarks'
-// --threads): n > 0 is n LibTorch intra-op threads, 0 is every core (OMP_NUM_THREADS when set).
+// --threads): n > 0 is n LibTorch intra-op threads, 0 is every core (OMP_NUM_THREADS when set;
+// with several ranks on the host, LOCAL_WORLD_SIZE or SLURM_NTASKS_PER_NODE, each rank's share).
 // LibTorch's intra-op pool is the only one: the wheel's MKL runs inside it (same OpenMP runtime,
 // one thread per core; scripts/check_linkage.sh checks that no second BLAS is linked).
 int threads_for(int64_t n);

@@ -152,6 +152,26 @@ TEST(KernelsThreads, OneMeaningOfAThreadCount) {
   if (!std::getenv("OMP_NUM_THREADS"))
     EXPECT_EQ(compat::threads_for(0), static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   EXPECT_THROW(compat::threads_for(-1), c2c::Error);
+  if (!std::getenv("OMP_NUM_THREADS") && !std::getenv("LOCAL_WORLD_SIZE") && !std::getenv("SLURM_NTASKS_PER_NODE")) {
+    // Ranks on one host share its cores; a malformed count is named.
+    const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    setenv("LOCAL_WORLD_SIZE", "2", 1);
+    EXPECT_EQ(compat::threads_for(0), std::max(1, cores / 2));
+    EXPECT_EQ(compat::threads_for(5), 5);
+    setenv("LOCAL_WORLD_SIZE", std::to_string(4 * cores).c_str(), 1);
+    EXPECT_EQ(compat::threads_for(0), 1);
+    setenv("LOCAL_WORLD_SIZE", "two", 1);
+    try {
+      compat::threads_for(0);
+      ADD_FAILURE() << "accepted LOCAL_WORLD_SIZE=two";
+    } catch (const c2c::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("LOCAL_WORLD_SIZE='two'"), std::string::npos) << e.what();
+    }
+    unsetenv("LOCAL_WORLD_SIZE");
+    setenv("SLURM_NTASKS_PER_NODE", "2(x3)", 1);  // Slurm's per-node list form: not a count, ignored
+    EXPECT_EQ(compat::threads_for(0), cores);
+    unsetenv("SLURM_NTASKS_PER_NODE");
+  }
   EXPECT_EQ(compat::parse_thread_list("1,2", "--threads"), (std::vector<int>{1, 2}));
   EXPECT_EQ(compat::parse_thread_list("4", "--threads"), (std::vector<int>{4}));
   for (const char* bad : {"", "1,", "a", "1;2", "-1"}) {
