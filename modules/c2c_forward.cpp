@@ -96,12 +96,22 @@ TokenLoss next_token_loss(const LLM& model, const torch::Tensor& hidden,
   auto flat = labels.reshape({-1});
   auto rows = (flat >= 0).nonzero().view({-1});  // supervised positions (host when labels are)
   auto picked = hidden.reshape({B * T, -1}).index_select(0, rows.to(dev));
+  const auto logits = model.logits(picked);
+  const auto targets = flat.index_select(0, rows).to(dev);
   auto per_token = torch::nn::functional::cross_entropy(
-      model.logits(picked), flat.index_select(0, rows).to(dev),
-      torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
+      logits, targets, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
+  const auto row_of = rows.div(T, "floor").to(dev);
   TokenLoss out;
   out.sum = per_token.sum();
-  out.rows = torch::zeros({B}, per_token.options()).index_add(0, rows.div(T, "floor").to(dev), per_token);
+  out.rows = torch::zeros({B}, per_token.options()).index_add(0, row_of, per_token);
+  {
+    torch::NoGradGuard no_grad;
+    auto misses = torch::zeros({B}, logits.options().dtype(torch::kInt64));
+    auto count = torch::zeros_like(misses);
+    misses.index_add_(0, row_of, logits.argmax(-1).ne(targets).to(torch::kInt64));
+    count.index_add_(0, row_of, torch::ones_like(targets));
+    out.rows_exact = misses.eq(0).logical_and(count.gt(0));
+  }
   out.tokens = rows.size(0);
   return out;
 }
@@ -194,6 +204,7 @@ C2CLoss c2c_loss(const LLM& receiver, const FusedPipeline* fusion,
   TokenLoss loss = next_token_loss(receiver, hidden, labels);
   out.loss_sum = loss.sum;
   out.row_loss = loss.rows.detach();
+  out.row_exact = loss.rows_exact;
   return out;
 }
 

@@ -29,6 +29,8 @@ class FusedPipeline;
 struct TokenLoss {
   torch::Tensor sum;   // 0-d, differentiable
   torch::Tensor rows;  // (B): each row's summed loss, differentiable
+  torch::Tensor rows_exact;  // (B) bool: every supervised token of the row is the logits' argmax
+                             // (teacher-forced exact match; false for a row without any)
   int64_t tokens = 0;  // supervised positions
 };
 TokenLoss next_token_loss(const LLM& model, const torch::Tensor& hidden,
@@ -49,6 +51,7 @@ struct C2CLossOptions {
 struct C2CLoss {
   torch::Tensor loss_sum;  // 0-d fp32, differentiable into the fuser
   torch::Tensor row_loss;  // (B) fp32, detached: each row's summed loss (evaluation scores)
+  torch::Tensor row_exact; // (B) bool: the row's supervised tokens are all the argmax (held-out accuracy)
   int64_t tokens = 0;           // supervised tokens
   int64_t receiver_tokens = 0;  // all tokens the receiver processed (throughput)
 };

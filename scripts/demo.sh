@@ -26,4 +26,4 @@ PY=${C2C_PYTHON:-.venv/bin/python}
 "$PY" scripts/plot_eval.py runs/demo/eval        # accuracy and latency -> runs/demo/eval/eval.png
 "$PY" scripts/plot_metrics.py runs/demo/fuser    # loss and gates by layer -> runs/demo/fuser/metrics.png
 echo "demo: report in runs/demo/eval/report.md (JSON: report.json), charts runs/demo/eval/eval.png and" \
-     "runs/demo/fuser/metrics.png; the fuser evaluated is runs/demo/fuser/best ($(grep -m1 'lowest held-out loss' runs/demo/train.log 2>/dev/null || echo 'see the training log above'))"
+     "runs/demo/fuser/metrics.png; the fuser evaluated is runs/demo/fuser/best ($(grep -m1 'c2c train: best held-out' runs/demo/train.log 2>/dev/null || echo 'see the training log above'))"

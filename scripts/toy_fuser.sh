@@ -84,7 +84,7 @@ run_one() {
     --set "fuser=$dir/fuser/$PICK" --set "alignment=$ALIGN" --set "methods=[c2c]" --set "latency_queries=0" \
     --set "benchmarks=[{name: heldout, file: $OUT/world/eval_heldout.jsonl}, {name: known, file: $OUT/world/eval_known.jsonl}, {name: fuser_train, file: $OUT/world/eval_fuser_train.jsonl}]" \
     --set "output=$dir/eval" > "$dir/eval.log" 2>&1 || { echo "toy_fuser: evaluating $v failed: see $dir/eval.log"; return 1; }
-  echo "toy_fuser: $v done ($dir; $(grep -E 'lowest held-out loss|early stop' "$dir/train.log" | tr '\n' ' '))"
+  echo "toy_fuser: $v done ($dir; $(grep -E 'best held-out|early stop' "$dir/train.log" | tr '\n' ' '))"
 }
 
 echo "toy_fuser: seed $SEED, pair $R + $S, alignment $ALIGN, variants ${VARIANTS[*]} ($JOBS at a time)"

@@ -63,6 +63,7 @@ std::vector<Field> fields(Recipe& r) {
       field("train.log_every", r.train.log_every),
       field("train.eval_every", r.train.eval_every),
       field("train.eval_batches", r.train.eval_batches),
+      field("train.select_on", r.train.select_on),
       field("train.early_stop_evals", r.train.early_stop_evals),
       field("train.threads", r.train.threads),
       field("train.max_bad_steps", r.train.max_bad_steps),
@@ -194,6 +195,7 @@ void Recipe::validate() const {
             "train.eval_every and data.eval (a validation set prepared by `c2c prepare`)");
   C2C_CHECK(train.warmup_ratio >= 0 && train.warmup_ratio < 1, "recipe: train.warmup_ratio must be in [0, 1)");
   one_of("train.schedule", train.schedule, {"linear", "cosine", "constant"});
+  one_of("train.select_on", train.select_on, {"loss", "accuracy"});
   one_of("train.device", train.device, {"auto", "cpu", "cuda"});
   one_of("train.dtype", train.dtype, {"auto", "float32", "bfloat16"});
   C2C_CHECK(train.max_steps >= 0, "recipe: train.max_steps must be >= 0");

@@ -59,8 +59,12 @@ struct TrainRecipe {
   int64_t log_every = 1;
   int64_t eval_every = 0;              // 0: no periodic held-out loss
   int64_t eval_batches = 8;
-  // Early stop: end the run when this many held-out evaluations in a row did not lower the best
-  // held-out loss (0: never; needs eval_every). final/ is then the fuser of the step it stopped at.
+  // What model selection (checkpoint.keep_best, early_stop_evals) ranks held-out evaluations by:
+  // "loss" (lower is better) or "accuracy" (the share of held-out samples whose every answer
+  // token is the argmax, teacher-forced; higher is better, ties broken by the lower loss).
+  std::string select_on = "loss";
+  // Early stop: end the run when this many held-out evaluations in a row were not better than
+  // the best one (0: never; needs eval_every). final/ is then the fuser of the step it stopped at.
   int64_t early_stop_evals = 0;
   int64_t threads = 0;                 // CPU threads; 0: every core
   int64_t max_bad_steps = 10;          // non-finite losses skipped before the run stops
@@ -72,8 +76,8 @@ struct CheckpointRecipe {
   std::string dir = "runs/c2c";        // output folder (checkpoints, metrics, final fuser)
   int64_t every = 0;                   // 0: only at the end
   int64_t keep_last = 2;
-  bool keep_best = false;              // also write best/: the fuser of the lowest held-out loss
-                                       // (needs train.eval_every); model selection on data.eval
+  bool keep_best = false;              // also write best/: the fuser of the best held-out
+                                       // evaluation (train.select_on; needs train.eval_every)
   bool resume = true;                  // continue from the newest checkpoint in dir if any
   bool strict_resume = false;          // a damaged newest checkpoint stops the run instead of
                                        // resuming from the one before it

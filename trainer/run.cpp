@@ -11,6 +11,7 @@
 #include <iostream>
 #include <limits>
 #include <set>
+#include <sstream>
 
 #include "data/stream.h"
 #include "data/tokenizer.h"
@@ -56,10 +57,15 @@ int64_t supervised_tokens(const std::vector<PairedSample>& samples) {
   return n;
 }
 
-// Mean held-out loss per supervised token, hard gates, no dropout. Ranks split the first
-// `batches` global batches (rank r takes rows r, r+W, ...) and sum.
-double held_out_loss(FuserTrainer& trainer, Distributed& dist, const std::string& dir,
-                     int64_t batches, int64_t step) {
+struct HeldOut {
+  double loss = 0;      // mean per supervised token
+  double accuracy = 0;  // share of samples whose every supervised token is the argmax
+};
+
+// The held-out evaluation, hard gates, no dropout. Ranks split the first `batches` global
+// batches (rank r takes rows r, r+W, ...) and sum.
+HeldOut held_out_eval(FuserTrainer& trainer, Distributed& dist, const std::string& dir,
+                      int64_t batches, int64_t step) {
   StreamOptions so;
   so.batch_size = trainer.recipe().train.micro_batch_size;
   so.shuffle_buffer = 1;
@@ -72,17 +78,24 @@ double held_out_loss(FuserTrainer& trainer, Distributed& dist, const std::string
                              stream.batches_per_epoch());
   trainer.set_mode(false, step);
   torch::NoGradGuard no_grad;
-  double sum = 0;
+  double sum = 0, exact = 0, rows = 0;
   int64_t tokens = 0;
   for (int64_t i = 0; i < n; ++i) {
     auto batch = stream.next_batch();
     auto ml = trainer.forward(batch.samples, 0);
     sum += ml.loss_sum.item<double>();
+    exact += ml.row_exact.sum().item<double>();
+    rows += static_cast<double>(batch.samples.size());
     tokens += ml.tokens;
   }
   sum = dist.all_reduce_sum_scalar(sum, "held-out loss");
+  exact = dist.all_reduce_sum_scalar(exact, "held-out exact matches");
+  rows = dist.all_reduce_sum_scalar(rows, "held-out samples");
   tokens = std::llround(dist.all_reduce_sum_scalar(static_cast<double>(tokens), "held-out tokens"));
-  return tokens > 0 ? sum / tokens : 0.0;
+  HeldOut out;
+  out.loss = tokens > 0 ? sum / tokens : 0.0;
+  out.accuracy = rows > 0 ? exact / rows : 0.0;
+  return out;
 }
 
 }  // namespace
@@ -204,10 +217,22 @@ static std::string train(const Recipe& input_recipe, int64_t stop_after, bool& a
 
   int64_t step = 0;
   double elapsed_before = 0, tokens_before = 0;
-  // Model selection on the held-out loss (train.early_stop_evals, checkpoint.keep_best): the best
-  // loss so far, its step, and the evaluations since; saved in every checkpoint.
-  double best_loss = std::numeric_limits<double>::infinity();
+  // Model selection on the held-out evaluation (train.select_on, train.early_stop_evals,
+  // checkpoint.keep_best): the best one so far, its step, and the evaluations since; saved in
+  // every checkpoint.
+  double best_loss = std::numeric_limits<double>::infinity(), best_accuracy = -1;
   int64_t best_step = 0, evals_since_best = 0;
+  const bool by_accuracy = recipe.train.select_on == "accuracy";
+  auto better = [&](const HeldOut& h) {
+    if (by_accuracy && h.accuracy != best_accuracy) return h.accuracy > best_accuracy;
+    return h.loss < best_loss;
+  };
+  auto best_text = [&] {
+    std::ostringstream o;
+    o << "held-out " << (by_accuracy ? "accuracy " : "loss ") << std::setprecision(6)
+      << (by_accuracy ? best_accuracy : best_loss) << " at step " << best_step;
+    return o.str();
+  };
   if (main_rank)
     for (const auto& d : clean_incomplete_checkpoints(run_dir))
       log << "c2c train: removed " << d << ", left by an interrupted save or pruning\n";
@@ -242,6 +267,7 @@ static std::string train(const Recipe& input_recipe, int64_t stop_after, bool& a
       tokens_before = state.value("tokens_seen", 0.0);
       if (state.contains("best_eval")) {
         best_loss = state["best_eval"].at("loss").get<double>();
+        best_accuracy = state["best_eval"].at("accuracy").get<double>();
         best_step = state["best_eval"].at("step").get<int64_t>();
         evals_since_best = state["best_eval"].at("evals_since").get<int64_t>();
       }
@@ -317,7 +343,8 @@ static std::string train(const Recipe& input_recipe, int64_t stop_after, bool& a
     state["world_size"] = dist.world_size();
     state["recipe"] = recipe.to_yaml();
     if (best_step > 0)
-      state["best_eval"] = {{"loss", best_loss}, {"step", best_step}, {"evals_since", evals_since_best}};
+      state["best_eval"] = {{"loss", best_loss}, {"accuracy", best_accuracy}, {"step", best_step},
+                            {"evals_since", evals_since_best}};
     return save_training_checkpoint(run_dir, at_step, trainer.fusers(), optimizer, state,
                                     recipe.checkpoint.keep_last, kCleanSteps);
   };
@@ -350,8 +377,9 @@ static std::string train(const Recipe& input_recipe, int64_t stop_after, bool& a
     if (recipe.train.early_stop_evals > 0 && evals_since_best >= recipe.train.early_stop_evals) {
       if (tty && step > start_step) log << "\n";
       log << "c2c train: early stop at step " << step << " of " << total << ": " << evals_since_best
-          << " held-out evaluations without a loss below " << std::setprecision(6) << best_loss
-          << " (step " << best_step << "; train.early_stop_evals = " << recipe.train.early_stop_evals << ")\n";
+          << " held-out evaluations no better than the best, " << best_text()
+          << " (train.select_on = " << recipe.train.select_on << ", train.early_stop_evals = "
+          << recipe.train.early_stop_evals << ")\n";
       break;
     }
     // Fetch every micro-batch of the step first: the loss is the mean over all their supervised
@@ -430,15 +458,18 @@ static std::string train(const Recipe& input_recipe, int64_t stop_after, bool& a
     row["gates"] = gates;
     if (recipe.train.eval_every > 0 && !recipe.data.eval.empty() &&
         (step % recipe.train.eval_every == 0 || step == total)) {
-      const double eval_loss = held_out_loss(trainer, dist, recipe.data.eval, recipe.train.eval_batches, step);
-      row["eval_loss"] = eval_loss;
-      // Every rank sees the same summed loss, so every rank takes the same decision below.
-      if (eval_loss < best_loss) {
-        best_loss = eval_loss;
+      const HeldOut h = held_out_eval(trainer, dist, recipe.data.eval, recipe.train.eval_batches, step);
+      row["eval_loss"] = h.loss;
+      row["eval_accuracy"] = h.accuracy;
+      // Every rank sees the same summed figures, so every rank takes the same decision below.
+      if (better(h)) {
+        best_loss = h.loss;
+        best_accuracy = h.accuracy;
         best_step = step;
         evals_since_best = 0;
         if (recipe.checkpoint.keep_best && main_rank)
-          write_fuser_dir("best", {{"steps", step}, {"eval_loss", eval_loss}, {"selected_on", recipe.data.eval}});
+          write_fuser_dir("best", {{"steps", step}, {"eval_loss", h.loss}, {"eval_accuracy", h.accuracy},
+                                   {"selected_on", recipe.train.select_on}, {"eval_data", recipe.data.eval}});
       } else {
         ++evals_since_best;
       }
@@ -452,7 +483,9 @@ static std::string train(const Recipe& input_recipe, int64_t stop_after, bool& a
       std::ostringstream line;
       line << "step " << step << "/" << total << "  loss " << std::fixed << std::setprecision(4)
            << loss;
-      if (row.contains("eval_loss")) line << "  eval " << row["eval_loss"].get<double>();
+      if (row.contains("eval_loss"))
+        line << "  eval " << row["eval_loss"].get<double>() << " (" << std::setprecision(1)
+             << 100 * row["eval_accuracy"].get<double>() << "% exact)" << std::setprecision(4);
       line << "  lr " << std::scientific << std::setprecision(2) << lr << "  tau " << tau
            << std::fixed << std::setprecision(0) << "  " << tps << " tok/s  mem "
            << compat::peak_host_memory_bytes() / (1 << 20) << " MiB  left "
@@ -493,7 +526,7 @@ static std::string train(const Recipe& input_recipe, int64_t stop_after, bool& a
     // a resumed run writes final/ again.
     const FuserCheckpoint out = write_fuser_dir("final", {{"steps", step}});
     if (best_step > 0) {
-      log << "c2c train: lowest held-out loss " << std::setprecision(6) << best_loss << " at step " << best_step;
+      log << "c2c train: best " << best_text() << " (train.select_on = " << recipe.train.select_on << ")";
       if (recipe.checkpoint.keep_best)
         log << (std::filesystem::exists(join_path(run_dir, "best"))
                     ? " (" + join_path(run_dir, "best") + ")"

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "modules/c2c_forward.h"
 #include "modules/fused_pipeline.h"
 #include "modules/official_checkpoint.h"
 #include "modules/layer_map.h"
@@ -186,3 +187,25 @@ TEST(FusedPipeline, GenerationIsTheSameAfterAnOfficialExportAndImport) {
 }
 
 }  // namespace
+
+// The held-out accuracy's unit: a row is exact when every supervised token is the argmax of the
+// logits that predict it; one wrong token, or no supervised token, makes it not exact.
+TEST(NextTokenLoss, ExactRowsAreThoseWhoseEveryTokenIsTheArgmax) {
+  auto model = LLM::load(test::source_path("tests/fixtures/models/qwen3-tiny"));
+  torch::manual_seed(5);
+  const auto ids = torch::randint(3, 500, {3, 7}, torch::kInt64);
+  KVCache cache = model->new_cache(3, 0);
+  torch::NoGradGuard ng;
+  const auto hidden = model->forward_hidden(ids, {}, cache);
+  const auto argmax = model->logits(hidden).argmax(-1);  // (3, 7)
+  auto labels = torch::full({3, 7}, -1, torch::kInt64);
+  for (int64_t r = 0; r < 2; ++r) labels[r].narrow(0, 2, 3).copy_(argmax[r].narrow(0, 2, 3));
+  labels[1][3] = (argmax[1][3].item<int64_t>() + 1) % model->config().vocab_size;  // one miss in row 1
+  const TokenLoss tl = next_token_loss(*model, hidden, labels);
+  ASSERT_EQ(tl.rows_exact.sizes(), torch::IntArrayRef({3}));
+  EXPECT_TRUE(tl.rows_exact[0].item<bool>());
+  EXPECT_FALSE(tl.rows_exact[1].item<bool>());
+  EXPECT_FALSE(tl.rows_exact[2].item<bool>());  // no supervised token
+  EXPECT_EQ(tl.tokens, 6);
+  EXPECT_GT(tl.rows[1].item<double>(), tl.rows[0].item<double>());
+}

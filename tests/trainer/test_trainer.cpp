@@ -90,6 +90,7 @@ TEST(Trainer, KeepsTheFuserOfTheLowestHeldOutLossAndStopsEarly) {
   const auto chosen = load_fuser_checkpoint(run + "/best");
   EXPECT_EQ(chosen.source.at("steps").get<int64_t>(), best_step);
   EXPECT_EQ(chosen.source.at("eval_loss").get<double>(), best);
+  EXPECT_EQ(chosen.source.at("selected_on").get<std::string>(), "loss");
   EXPECT_EQ(load_fuser_checkpoint(final_dir).source.at("steps").get<int64_t>(), best_step + 6);
   EXPECT_NE(read_file(run + "/best/fuser.safetensors"), read_file(final_dir + "/fuser.safetensors"));
 
@@ -100,6 +101,33 @@ TEST(Trainer, KeepsTheFuserOfTheLowestHeldOutLossAndStopsEarly) {
   run_training(rb);
   EXPECT_EQ(read_metrics(run_b).size(), rows.size());
   EXPECT_EQ(read_file(run_b + "/best/fuser.safetensors"), read_file(run + "/best/fuser.safetensors"));
+
+  // Selection on the held-out exact-match accuracy: the best step is the most accurate one (ties
+  // go to the lower loss); every evaluation logs both figures. (What counts as exact:
+  // NextTokenLoss.ExactRowsAreThoseWhoseEveryTokenIsTheArgmax.)
+  const std::string run_c = test::temp_dir("run_best_acc") + "/r";
+  std::vector<std::string> by_acc = sets;
+  by_acc.push_back("train.select_on=accuracy");
+  by_acc.push_back("data.eval=" + data);  // the training pairs: accuracy rises as the fuser learns to copy
+  by_acc.push_back("train.early_stop_evals=0");
+  run_training(Recipe::from_yaml_text(test::tiny_recipe_text(data, run_c, 24), "t", by_acc));
+  double best_acc = -1, best_acc_loss = 0;
+  int64_t acc_step = 0;
+  for (const auto& row : read_metrics(run_c)) {
+    if (!row.contains("eval_accuracy")) continue;
+    const double a = row["eval_accuracy"].get<double>(), l = row["eval_loss"].get<double>();
+    EXPECT_GE(a, 0.0);
+    EXPECT_LE(a, 1.0);
+    if (a > best_acc || (a == best_acc && l < best_acc_loss)) {
+      best_acc = a;
+      best_acc_loss = l;
+      acc_step = row["step"].get<int64_t>();
+    }
+  }
+  const auto by_acc_best = load_fuser_checkpoint(run_c + "/best");
+  EXPECT_EQ(by_acc_best.source.at("steps").get<int64_t>(), acc_step);
+  EXPECT_EQ(by_acc_best.source.at("eval_accuracy").get<double>(), best_acc);
+  EXPECT_EQ(by_acc_best.source.at("selected_on").get<std::string>(), "accuracy");
 
   // Selection without a held-out loss to select on is refused, naming the key.
   EXPECT_NE(test::error_of([&] {
