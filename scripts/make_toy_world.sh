@@ -40,10 +40,16 @@ $C2C toy-world --seed "$SEED" --entities "$ENTITIES" --known $((ENTITIES / 4)) -
 
 # Sharer: every entity. Two stages (the second continues the first with a fresh schedule): this
 # is how the shipped seed-0 sharer was made; one 4000-step stage left it at ~17% recall.
+# A finished first stage (its model folder is written whole at its end) is reused by a run that
+# was stopped during the second.
 sharer() {
-  OMP_NUM_THREADS=1 $C2C pretrain --config "$SHARER_CONFIG" --tokenizer recipes/toy/sharer_tokenizer \
-    --data "$OUT/world/sharer_corpus.jsonl" --out "$OUT/sharer_stage1" --steps 4000 --batch-size 32 \
-    --lr 3e-3 --warmup-ratio 0.05 --seed "$SEED" --log-every 100
+  if [ -f "$OUT/sharer_stage1/model.safetensors" ]; then
+    echo "make_toy_world: reusing the sharer's first stage in $OUT/sharer_stage1"
+  else
+    OMP_NUM_THREADS=1 $C2C pretrain --config "$SHARER_CONFIG" --tokenizer recipes/toy/sharer_tokenizer \
+      --data "$OUT/world/sharer_corpus.jsonl" --out "$OUT/sharer_stage1" --steps 4000 --batch-size 32 \
+      --lr 3e-3 --warmup-ratio 0.05 --seed "$SEED" --log-every 100
+  fi
   OMP_NUM_THREADS=1 $C2C pretrain --init "$OUT/sharer_stage1" --tokenizer "$OUT/sharer_stage1" \
     --data "$OUT/world/sharer_corpus.jsonl" --out "$OUT/sharer" --steps 6000 --batch-size 32 \
     --lr 2e-3 --warmup-ratio 0.02 --seed $((SEED + 1)) --log-every 100

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Plots a training run: loss (and held-out loss) per step, and the gates' state by layer.
+"""Plots a training run: loss (and the held-out loss and exact match) per step, and the gates' state by layer.
 
     python3 scripts/plot_metrics.py RUN_DIR [--out RUN_DIR/metrics.png]
 
@@ -45,7 +45,13 @@ def main():
         ax.plot(*zip(*ev), "o-", label="held-out loss")
         best = rows[-1].get("best_eval_step")
         if best:
-            ax.axvline(best, color="grey", linestyle="--", label=f"lowest held-out loss (step {best})")
+            ax.axvline(best, color="grey", linestyle="--", label=f"best held-out evaluation (step {best})")
+        acc = [(r["step"], 100 * r["eval_accuracy"]) for r in rows if "eval_accuracy" in r]
+        if acc:
+            ax2 = ax.twinx()
+            ax2.plot(*zip(*acc), "s:", color="tab:green", label="held-out exact match (%)")
+            ax2.set_ylabel("held-out exact match (%)")
+            ax2.legend(loc="upper center")
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("loss (nats/token)")
     ax.legend()

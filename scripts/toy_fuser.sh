@@ -105,22 +105,26 @@ if [ ! -f "$BASE/report.json" ]; then
     --set "benchmarks=[{name: heldout, file: $OUT/world/eval_heldout.jsonl}, {name: known, file: $OUT/world/eval_known.jsonl}, {name: fuser_train, file: $OUT/world/eval_fuser_train.jsonl}]" \
     --set "output=$BASE" > "$OUT/base.log" 2>&1 || { echo "toy_fuser: baseline eval failed: see $OUT/base.log"; exit 1; }
 fi
-python3 - "$BASE" "$OUT" "$ALIGN" "$SUFFIX" "${VARIANTS[@]}" <<'PY'
+python3 - "$BASE" "$OUT" "$ALIGN" "$SUFFIX" "$PICK" "${VARIANTS[@]}" <<'PY'
 import json, os, sys
-base, out, align, suffix, variants = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:]
+base, out, align, suffix, pick, variants = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6:]
 rows = []
 b = json.load(open(os.path.join(base, "report.json")))["results"]
 for m in ("receiver", "sharer"):
-    rows.append((m, b[m]))
+    rows.append((m, b[m], ""))
 for v in variants:
-    p = os.path.join(out, f"fuser-{align}-{v}{suffix}", "eval", "report.json")
+    d = os.path.join(out, f"fuser-{align}-{v}{suffix}")
+    p = os.path.join(d, "eval", "report.json")
     if os.path.exists(p):
-        rows.append((f"c2c {v}", json.load(open(p))["results"]["c2c"]))
+        # The step evaluated: best/'s (chosen on the validation people) of the run's last step.
+        src = json.load(open(os.path.join(d, "fuser", pick, "fuser.json"))).get("source", {})
+        last = max(json.loads(l)["step"] for l in open(os.path.join(d, "fuser", "metrics.jsonl")))
+        rows.append((f"c2c {v}", json.load(open(p))["results"]["c2c"], f"{src.get('steps', '?')} of {last}"))
 splits = ("heldout", "known", "fuser_train")
 print(f"\n{os.path.basename(out)}, alignment {align}{', runs *' + suffix if suffix else ''} (mode choices, chance 10%)")
-print("| method | " + " | ".join(splits) + " |")
-print("|---|" + "---|" * len(splits))
-for name, r in rows:
-    print(f"| {name} | " + " | ".join(f"{100 * r[s]['accuracy']:.1f}%" for s in splits) + " |")
+print("| method | " + " | ".join(splits) + " | step evaluated (of the run's last) |")
+print("|---|" + "---|" * (len(splits) + 1))
+for name, r, step in rows:
+    print(f"| {name} | " + " | ".join(f"{100 * r[s]['accuracy']:.1f}%" for s in splits) + f" | {step} |")
 PY
 exit $fail

@@ -2,15 +2,16 @@
 # One world seed end to end, with one command: the world and the pair pretrained from scratch
 # (scripts/make_toy_world.sh, which ends with the world's check: receiver, sharer and T2T alone,
 # and the probe of the sharer's cache),
-# then the C2C fuser of the README's three-seed table (the demo recipe, span_tail alignment,
-# variant projection_fusion, 2,000 steps; scripts/toy_fuser.sh) and its table.
+# then the C2C fusers of the README's seed table (the demo recipe, span_tail alignment, the
+# gate-free projection_fusion and the method itself, full with its Gumbel gates, 2,000 steps at
+# most, best/ chosen on the validation people; scripts/toy_fuser.sh) and their table.
 #
 #   bash scripts/toy_seed.sh SEED [ENTITIES]
 #
 # About 75 minutes on 2 cores for 600 people: ~45 pretraining (both cores), ~25 the fuser (one).
 # Outputs in runs/toy-$SEED. Environment: STEPS (fuser steps, default 2000), ALIGN (default
-# span_tail), VARIANTS (default projection_fusion; "full projection_fusion projection" for the
-# whole ablation ladder, two at a time).
+# span_tail), VARIANTS (default "projection_fusion full"; "full projection_fusion projection" for
+# the whole ablation ladder, two at a time).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SEED=${1:?usage: bash scripts/toy_seed.sh SEED [ENTITIES]}
@@ -32,6 +33,6 @@ else
   # world's check, which stops here unless the world is valid.
   bash scripts/make_toy_world.sh "$SEED" "$ENTITIES"
 fi
-read -r -a variants <<< "${VARIANTS:-projection_fusion}"
+read -r -a variants <<< "${VARIANTS:-projection_fusion full}"
 ALIGN=${ALIGN:-span_tail} STEPS=${STEPS:-2000} ENTITIES=$ENTITIES \
   bash scripts/toy_fuser.sh "$SEED" "${variants[@]}"
