@@ -87,7 +87,7 @@ void check_sample(const PairedSample& ex, size_t n_sharers) {
 }  // namespace
 
 TokenLoss next_token_loss(const LLM& model, const torch::Tensor& hidden,
-                          const torch::Tensor& labels) {
+                          const torch::Tensor& labels, bool exact_match) {
   C2C_CHECK(hidden.dim() == 3 && labels.dim() == 2 && labels.size(0) == hidden.size(0) &&
                 labels.size(1) == hidden.size(1),
             "next_token_loss: hidden (B, T, E) and labels (B, T) disagree");
@@ -104,13 +104,12 @@ TokenLoss next_token_loss(const LLM& model, const torch::Tensor& hidden,
   TokenLoss out;
   out.sum = per_token.sum();
   out.rows = torch::zeros({B}, per_token.options()).index_add(0, row_of, per_token);
-  {
+  if (exact_match) {
     torch::NoGradGuard no_grad;
     auto misses = torch::zeros({B}, logits.options().dtype(torch::kInt64));
-    auto count = torch::zeros_like(misses);
     misses.index_add_(0, row_of, logits.argmax(-1).ne(targets).to(torch::kInt64));
-    count.index_add_(0, row_of, torch::ones_like(targets));
-    out.rows_exact = misses.eq(0).logical_and(count.gt(0));
+    const auto supervised = torch::zeros({B}, misses.options().dtype(torch::kBool)).index_fill_(0, row_of, true);
+    out.rows_exact = misses.eq(0).logical_and(supervised);
   }
   out.tokens = rows.size(0);
   return out;
@@ -201,7 +200,7 @@ C2CLoss c2c_loss(const LLM& receiver, const FusedPipeline* fusion,
     for (int64_t pos = ex.loss_start; pos < ex.loss_end; ++pos)
       la[b][pos - ex.prompt_length] = ex.receiver_ids[pos];
   }
-  TokenLoss loss = next_token_loss(receiver, hidden, labels);
+  TokenLoss loss = next_token_loss(receiver, hidden, labels, options.exact_match);
   out.loss_sum = loss.sum;
   out.row_loss = loss.rows.detach();
   out.row_exact = loss.rows_exact;

@@ -29,12 +29,13 @@ class FusedPipeline;
 struct TokenLoss {
   torch::Tensor sum;   // 0-d, differentiable
   torch::Tensor rows;  // (B): each row's summed loss, differentiable
-  torch::Tensor rows_exact;  // (B) bool: every supervised token of the row is the logits' argmax
-                             // (teacher-forced exact match; false for a row without any)
+  torch::Tensor rows_exact;  // (B) bool, only when asked: every supervised token of the row is
+                             // the logits' argmax (teacher-forced exact match; false for a row
+                             // without any)
   int64_t tokens = 0;  // supervised positions
 };
 TokenLoss next_token_loss(const LLM& model, const torch::Tensor& hidden,
-                          const torch::Tensor& labels);
+                          const torch::Tensor& labels, bool exact_match = false);
 
 struct C2CLossOptions {
   // Activation checkpointing of the receiver's response pass: none of its activations are kept;
@@ -44,6 +45,9 @@ struct C2CLossOptions {
   // group of row r (groups numbered from 0 in order of first appearance; every row of a group
   // must have the same prefix, which is checked). Empty: every row its own group.
   std::vector<int64_t> prompt_group;
+  // Also each row's teacher-forced exact match (C2CLoss::row_exact): an argmax over the
+  // vocabulary at every supervised position, which training steps do not need.
+  bool exact_match = false;
 };
 
 // A batch's loss: summed over supervised tokens with their count, so accumulation and ranks can
@@ -51,7 +55,8 @@ struct C2CLossOptions {
 struct C2CLoss {
   torch::Tensor loss_sum;  // 0-d fp32, differentiable into the fuser
   torch::Tensor row_loss;  // (B) fp32, detached: each row's summed loss (evaluation scores)
-  torch::Tensor row_exact; // (B) bool: the row's supervised tokens are all the argmax (held-out accuracy)
+  torch::Tensor row_exact; // (B) bool with options.exact_match: the row's supervised tokens are all
+                           // the argmax (held-out accuracy); undefined otherwise
   int64_t tokens = 0;           // supervised tokens
   int64_t receiver_tokens = 0;  // all tokens the receiver processed (throughput)
 };

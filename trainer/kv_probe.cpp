@@ -118,6 +118,9 @@ std::pair<double, double> fit_linear_probe(const torch::Tensor& x_train, const t
 }
 
 KvProbeReport run_kv_probe(const KvProbeOptions& o, std::ostream& log) {
+  // Before any model is read: the options the CLI passes through (--iterations, --positions).
+  C2C_CHECK(o.iterations >= 1, "probe-kv: --iterations must be >= 1, got ", o.iterations);
+  C2C_CHECK(o.positions_from_end >= 1, "probe-kv: --positions must be >= 1, got ", o.positions_from_end);
   const AlignMethod method = parse_align_method(o.alignment);
   C2C_CHECK(method != AlignMethod::identity, "probe-kv: alignment 'identity' needs no receiver tokenizer "
             "and is not probed here\nHINT: use the alignment the fuser trains with (span_tail in the toy world)");

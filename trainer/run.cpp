@@ -78,16 +78,20 @@ HeldOut held_out_eval(FuserTrainer& trainer, Distributed& dist, const std::strin
                              stream.batches_per_epoch());
   trainer.set_mode(false, step);
   torch::NoGradGuard no_grad;
-  double sum = 0, exact = 0, rows = 0;
+  // Summed on the device, read once: no host sync per batch.
+  torch::Tensor sums = torch::zeros({2}, torch::dtype(torch::kFloat64));  // loss, exact rows
+  double rows = 0;
   int64_t tokens = 0;
   for (int64_t i = 0; i < n; ++i) {
     auto batch = stream.next_batch();
-    auto ml = trainer.forward(batch.samples, 0);
-    sum += ml.loss_sum.item<double>();
-    exact += ml.row_exact.sum().item<double>();
+    auto ml = trainer.forward(batch.samples, 0, /*exact_match=*/true);
+    const auto here = torch::stack({ml.loss_sum.to(torch::kFloat64), ml.row_exact.sum().to(torch::kFloat64)});
+    sums = i == 0 ? here : sums + here;
     rows += static_cast<double>(batch.samples.size());
     tokens += ml.tokens;
   }
+  sums = sums.to(torch::kCPU);
+  double sum = sums[0].item<double>(), exact = sums[1].item<double>();
   sum = dist.all_reduce_sum_scalar(sum, "held-out loss");
   exact = dist.all_reduce_sum_scalar(exact, "held-out exact matches");
   rows = dist.all_reduce_sum_scalar(rows, "held-out samples");
@@ -220,17 +224,17 @@ static std::string train(const Recipe& input_recipe, int64_t stop_after, bool& a
   // Model selection on the held-out evaluation (train.select_on, train.early_stop_evals,
   // checkpoint.keep_best): the best one so far, its step, and the evaluations since; saved in
   // every checkpoint.
-  double best_loss = std::numeric_limits<double>::infinity(), best_accuracy = -1;
+  HeldOut best{std::numeric_limits<double>::infinity(), -1.0};
   int64_t best_step = 0, evals_since_best = 0;
   const bool by_accuracy = recipe.train.select_on == "accuracy";
   auto better = [&](const HeldOut& h) {
-    if (by_accuracy && h.accuracy != best_accuracy) return h.accuracy > best_accuracy;
-    return h.loss < best_loss;
+    if (by_accuracy && h.accuracy != best.accuracy) return h.accuracy > best.accuracy;
+    return h.loss < best.loss;
   };
   auto best_text = [&] {
     std::ostringstream o;
     o << "held-out " << (by_accuracy ? "accuracy " : "loss ") << std::setprecision(6)
-      << (by_accuracy ? best_accuracy : best_loss) << " at step " << best_step;
+      << (by_accuracy ? best.accuracy : best.loss) << " at step " << best_step;
     return o.str();
   };
   if (main_rank)
@@ -266,8 +270,8 @@ static std::string train(const Recipe& input_recipe, int64_t stop_after, bool& a
       elapsed_before = state.value("elapsed_s", 0.0);
       tokens_before = state.value("tokens_seen", 0.0);
       if (state.contains("best_eval")) {
-        best_loss = state["best_eval"].at("loss").get<double>();
-        best_accuracy = state["best_eval"].at("accuracy").get<double>();
+        best.loss = state["best_eval"].at("loss").get<double>();
+        best.accuracy = state["best_eval"].at("accuracy").get<double>();
         best_step = state["best_eval"].at("step").get<int64_t>();
         evals_since_best = state["best_eval"].at("evals_since").get<int64_t>();
       }
@@ -343,7 +347,7 @@ static std::string train(const Recipe& input_recipe, int64_t stop_after, bool& a
     state["world_size"] = dist.world_size();
     state["recipe"] = recipe.to_yaml();
     if (best_step > 0)
-      state["best_eval"] = {{"loss", best_loss}, {"accuracy", best_accuracy}, {"step", best_step},
+      state["best_eval"] = {{"loss", best.loss}, {"accuracy", best.accuracy}, {"step", best_step},
                             {"evals_since", evals_since_best}};
     return save_training_checkpoint(run_dir, at_step, trainer.fusers(), optimizer, state,
                                     recipe.checkpoint.keep_last, kCleanSteps);
@@ -463,8 +467,7 @@ static std::string train(const Recipe& input_recipe, int64_t stop_after, bool& a
       row["eval_accuracy"] = h.accuracy;
       // Every rank sees the same summed figures, so every rank takes the same decision below.
       if (better(h)) {
-        best_loss = h.loss;
-        best_accuracy = h.accuracy;
+        best = h;
         best_step = step;
         evals_since_best = 0;
         if (recipe.checkpoint.keep_best && main_rank)

@@ -78,11 +78,12 @@ void FuserTrainer::set_mode(bool training, int64_t step) {
   }
 }
 
-C2CLoss FuserTrainer::forward(const std::vector<PairedSample>& batch, uint64_t noise_seed) {
+C2CLoss FuserTrainer::forward(const std::vector<PairedSample>& batch, uint64_t noise_seed, bool exact_match) {
   for (size_t j = 0; j < pipeline_->sharers().size(); ++j)
     pipeline_->mutable_fusers().sharers[j].fuser->reseed(noise_seed + 7919 * j);
   C2CLossOptions options;
   options.checkpoint_response = recipe_.train.activation_checkpointing;
+  options.exact_match = exact_match;
   return pipeline_->loss(batch, options);
 }
 

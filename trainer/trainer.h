@@ -33,7 +33,8 @@ class FuserTrainer {
   // fusion (grad), receiver forward of the response section over the fused cache (grad).
   // `noise_seed` seeds gate noise and dropout for this micro-batch.
   // The loss is the one C2C forward's (FusedPipeline::loss, modules/c2c_forward.h).
-  C2CLoss forward(const std::vector<PairedSample>& batch, uint64_t noise_seed);
+  // exact_match: also each row's teacher-forced exact match (held-out evaluation).
+  C2CLoss forward(const std::vector<PairedSample>& batch, uint64_t noise_seed, bool exact_match = false);
 
   // Sets train/eval mode of the fusers and the gate temperature of optimizer step `step`.
   void set_mode(bool training, int64_t step);

@@ -201,11 +201,12 @@ TEST(NextTokenLoss, ExactRowsAreThoseWhoseEveryTokenIsTheArgmax) {
   auto labels = torch::full({3, 7}, -1, torch::kInt64);
   for (int64_t r = 0; r < 2; ++r) labels[r].narrow(0, 2, 3).copy_(argmax[r].narrow(0, 2, 3));
   labels[1][3] = (argmax[1][3].item<int64_t>() + 1) % model->config().vocab_size;  // one miss in row 1
-  const TokenLoss tl = next_token_loss(*model, hidden, labels);
+  const TokenLoss tl = next_token_loss(*model, hidden, labels, /*exact_match=*/true);
   ASSERT_EQ(tl.rows_exact.sizes(), torch::IntArrayRef({3}));
   EXPECT_TRUE(tl.rows_exact[0].item<bool>());
   EXPECT_FALSE(tl.rows_exact[1].item<bool>());
   EXPECT_FALSE(tl.rows_exact[2].item<bool>());  // no supervised token
   EXPECT_EQ(tl.tokens, 6);
   EXPECT_GT(tl.rows[1].item<double>(), tl.rows[0].item<double>());
+  EXPECT_FALSE(next_token_loss(*model, hidden, labels).rows_exact.defined());  // not asked: no argmax
 }
