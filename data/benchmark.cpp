@@ -66,6 +66,12 @@ McItem parse_item(const std::string& text, const std::string& stem, int64_t line
   C2C_CHECK(j["question"].is_string(), "\"question\" must be a string, got ", j["question"].type_name());
   item.question = j["question"].get<std::string>();
   C2C_CHECK(!is_blank(item.question), "\"question\" is empty");
+  if (present("entity")) {
+    C2C_CHECK(j["entity"].is_string(), "\"entity\" must be a string, got ", j["entity"].type_name());
+    item.entity = j["entity"].get<std::string>();
+    C2C_CHECK(!item.entity.empty() && item.question.find(item.entity) != std::string::npos, "\"entity\" \"",
+              item.entity, "\" does not occur in the question (leave it out when the question names none)");
+  }
 
   C2C_CHECK(present("choices"), "\"choices\" is missing");
   const auto& choices = j["choices"];

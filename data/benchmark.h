@@ -8,8 +8,9 @@
 //    "choices": ["...", "...", "...", "..."], "answer": "B"}
 // "question" (non-empty string), "choices" (2..26 non-empty strings) and "answer" (a letter "A".."Z"
 // or a 0-based integer index below the number of choices) are required; "id" (string or integer,
-// default "<file stem>:<line>") and "subject" (default "all") are optional, and null reads as
-// absent. Other keys are ignored. scripts/convert_benchmarks.py writes this format from the
+// default "<file stem>:<line>"), "subject" (default "all") and "entity" (the name the question
+// is about, written in it; the toy world's files give it, `c2c probe-kv` probes its slot) are
+// optional, and null reads as absent. Other keys are ignored. scripts/convert_benchmarks.py writes this format from the
 // published MMLU-Redux, OpenBookQA, ARC-Challenge and C-Eval sets; tests/fixtures/data/
 // mc_example.jsonl is an example.
 #pragma once
@@ -23,6 +24,7 @@ namespace c2c {
 struct McItem {
   std::string id;                    // "id" (optional in the file; default "<file stem>:<line>")
   std::string subject;               // "subject" (optional; default "all")
+  std::string entity;                // "entity" (optional; "" when absent): must occur in the question
   std::string question;              // "question" (required, non-empty string)
   std::vector<std::string> choices;  // "choices" (required, 2..26 non-empty strings)
   int answer = -1;                   // "answer": a letter "A".."Z" or a 0-based integer index; must be < choices.size()

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <iomanip>
+#include <iterator>
 #include <map>
 #include <ostream>
 #include <set>
@@ -15,6 +16,7 @@ namespace {
 
 std::string position_name(int64_t k) { return k == 0 ? "fused slot -0 (last)" : "fused slot -" + std::to_string(k); }
 const char* const kMeanName = "mean over fused slots";
+const char* const kNameName = "name's slot";
 
 McFile load_items(const std::string& path, const char* what) {
   McFile f = load_mc_jsonl(path);
@@ -29,21 +31,41 @@ McFile load_items(const std::string& path, const char* what) {
 
 }  // namespace
 
+int64_t entity_end_token(const Tokenizer& tok, const std::vector<int64_t>& ids, const std::string& question,
+                         const std::string& entity) {
+  const std::string text = tok.decode(ids);
+  const size_t q = text.find(question), n = question.find(entity);
+  C2C_CHECK(q != std::string::npos && n != std::string::npos && !entity.empty(), "probe-kv: the sharer's prompt '",
+            text, "' does not hold the question '", question, "' with its entity '", entity, "'");
+  const size_t end = q + n + entity.size();
+  // The first prefix of the ids whose decoding reaches the name's end (decodes of byte-level
+  // BPE prefixes are prefixes of the whole decode at token boundaries).
+  std::vector<int64_t> prefix;
+  for (size_t j = 0; j < ids.size(); ++j) {
+    prefix.push_back(ids[j]);
+    if (tok.decode(prefix).size() >= end) return static_cast<int64_t>(j);
+  }
+  fail("probe-kv: no token of the sharer's prompt ends the entity '", entity, "'");
+}
+
 std::vector<std::pair<std::pair<int64_t, std::string>, torch::Tensor>> kv_probe_features(
     const LLM& sharer, const Tokenizer& sharer_tok, const Tokenizer& receiver_tok,
-    const std::vector<McItem>& items, AlignMethod method, int64_t positions_from_end, int64_t batch_size) {
+    const std::vector<McItem>& items, AlignMethod method, int64_t positions_from_end, int64_t batch_size,
+    bool name_slot) {
   C2C_CHECK(positions_from_end >= 1, "probe-kv: positions from the end must be >= 1, got ", positions_from_end);
   C2C_CHECK(batch_size >= 1, "probe-kv: batch size must be >= 1, got ", batch_size);
   const int64_t L = sharer.config().num_layers;
   const int64_t K = positions_from_end;
   const int64_t N = static_cast<int64_t>(items.size());
-  // feats[l][k]: rows of (2 H D); k == K is the mean over fused slots.
-  std::vector<std::vector<std::vector<torch::Tensor>>> feats(L, std::vector<std::vector<torch::Tensor>>(K + 1));
+  // feats[l][k]: rows of (2 H D); k == K is the mean over fused slots, K + 1 the name's slot.
+  const int64_t P = K + 1 + (name_slot ? 1 : 0);
+  std::vector<std::vector<std::vector<torch::Tensor>>> feats(L, std::vector<std::vector<torch::Tensor>>(P));
   torch::NoGradGuard no_grad;
   for (int64_t b0 = 0; b0 < N; b0 += batch_size) {
     const int64_t B = std::min(batch_size, N - b0);
     std::vector<PairedSharer> rows;
     std::vector<std::vector<int64_t>> fused;  // per row: its fused sharer slots, ascending
+    std::vector<int64_t> name_at;             // per row: the name's slot (name_slot only)
     int64_t T = 0;
     for (int64_t i = b0; i < b0 + B; ++i) {
       const McItem& it = items[i];
@@ -58,6 +80,12 @@ std::vector<std::pair<std::pair<int64_t, std::string>, torch::Tensor>> kv_probe_
       C2C_CHECK(!slots.empty(), "probe-kv: alignment '", align_method_name(method), "' fuses no sharer slot of item '",
                 it.id, "' (line ", it.line, "): nothing to probe");
       fused.emplace_back(slots.begin(), slots.end());
+      if (name_slot) {
+        C2C_CHECK(!it.entity.empty(), "probe-kv: item '", it.id, "' (line ", it.line, ") names no \"entity\"");
+        const int64_t end = entity_end_token(sharer_tok, sh.ids, it.question, it.entity);
+        auto after = slots.upper_bound(end);  // the first fused slot past the name's end
+        name_at.push_back(after == slots.begin() ? *after : *std::prev(after));
+      }
       T = std::max<int64_t>(T, static_cast<int64_t>(sh.ids.size()));
       rows.push_back(std::move(sh));
     }
@@ -80,13 +108,14 @@ std::vector<std::pair<std::pair<int64_t, std::string>, torch::Tensor>> kv_probe_
         const int64_t m = static_cast<int64_t>(f.size());
         for (int64_t k = 0; k < K; ++k) feats[l][k].push_back(kv[r][f[std::max<int64_t>(m - 1 - k, 0)]]);
         feats[l][K].push_back(kv[r].index_select(0, torch::tensor(f, torch::kInt64)).mean(0));
+        if (name_slot) feats[l][K + 1].push_back(kv[r][name_at[r]]);
       }
     }
   }
   std::vector<std::pair<std::pair<int64_t, std::string>, torch::Tensor>> out;
   for (int64_t l = 0; l < L; ++l)
-    for (int64_t k = 0; k <= K; ++k)
-      out.push_back({{l, k < K ? position_name(k) : kMeanName}, torch::stack(feats[l][k])});
+    for (int64_t k = 0; k < P; ++k)
+      out.push_back({{l, k < K ? position_name(k) : k == K ? kMeanName : kNameName}, torch::stack(feats[l][k])});
   return out;
 }
 
@@ -155,8 +184,14 @@ KvProbeReport run_kv_probe(const KvProbeOptions& o, std::ostream& log) {
 
   log << "probe-kv: the sharer's cache at the slots '" << r.alignment << "' fuses: " << r.train_items
       << " training questions (" << o.train << "), " << r.test_items << " test questions (" << o.test << ")\n";
-  const auto ftr = kv_probe_features(*model, *stok, *rtok, train.items, method, o.positions_from_end, o.batch_size);
-  const auto fte = kv_probe_features(*model, *stok, *rtok, test.items, method, o.positions_from_end, o.batch_size);
+  // The name's slot when every question of both files names its entity.
+  bool name_slot = true;
+  for (const auto* f : {&train, &test})
+    for (const auto& it : f->items) name_slot = name_slot && !it.entity.empty();
+  const auto ftr =
+      kv_probe_features(*model, *stok, *rtok, train.items, method, o.positions_from_end, o.batch_size, name_slot);
+  const auto fte =
+      kv_probe_features(*model, *stok, *rtok, test.items, method, o.positions_from_end, o.batch_size, name_slot);
   for (size_t i = 0; i < ftr.size(); ++i) {
     KvProbeRow row;
     row.layer = ftr[i].first.first;

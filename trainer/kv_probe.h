@@ -11,8 +11,11 @@
 // of the sharer before any fuser is trained (scripts/check_toy_world.py).
 //
 // Positions: the k-th fused slot from the end (k = 0 is the last fused slot; with `span_tail`
-// that is the sharer's last prompt token) for k < positions_from_end, and the mean over all fused
-// slots. Legend: N questions, F features, C classes.
+// that is the sharer's last prompt token) for k < positions_from_end, the mean over all fused
+// slots, and, when every question of both files names its entity ("entity", as the toy world's
+// files do), the name's slot: the last fused slot at or before the sharer token that ends the
+// name (the first fused slot after it when none is before). Legend: N questions, F features, C
+// classes.
 #pragma once
 #include <torch/torch.h>
 
@@ -44,7 +47,7 @@ struct KvProbeOptions {
 
 struct KvProbeRow {
   int64_t layer = 0;
-  std::string position;            // "fused slot -k" (k from the end) or "mean over fused slots"
+  std::string position;            // "fused slot -k" (k from the end), "mean over fused slots", "name's slot"
   double train_accuracy = 0, test_accuracy = 0;
 };
 
@@ -60,10 +63,16 @@ struct KvProbeReport {
 
 // Every (layer, position) feature set of `items` for `sharer`, layer-major: ((layer, position),
 // (N, 2 * H * D) fp32 on the CPU, rows in the order of `items`). Throws naming the item on one
-// whose alignment fuses no slot.
+// whose alignment fuses no slot, or, with `name_slot`, one that names no entity.
 std::vector<std::pair<std::pair<int64_t, std::string>, torch::Tensor>> kv_probe_features(
     const LLM& sharer, const Tokenizer& sharer_tok, const Tokenizer& receiver_tok,
-    const std::vector<McItem>& items, AlignMethod method, int64_t positions_from_end, int64_t batch_size);
+    const std::vector<McItem>& items, AlignMethod method, int64_t positions_from_end, int64_t batch_size,
+    bool name_slot = false);
+
+// The sharer token that ends `entity` where it first occurs in `question`, in `ids` (a rendered
+// prompt that holds the question verbatim). Throws naming both when the prompt does not hold them.
+int64_t entity_end_token(const Tokenizer& tok, const std::vector<int64_t>& ids, const std::string& question,
+                         const std::string& entity);
 
 // One linear probe: standardises with x_train's statistics, trains Linear(F, C) full-batch
 // (cross entropy, Adam), returns {train accuracy, test accuracy}. Labels are in [0, classes).

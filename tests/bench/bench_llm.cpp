@@ -2,6 +2,10 @@
 //   build/bench_llm MODEL_DIR [--prompt-tokens 128] [--new-tokens 64] [--batch 1] [--repeats 3]
 //   build/bench_llm --preset bench-25m     (writes a random ~25M-parameter model to a temp folder)
 //   --threads 1,2 measures each thread count interleaved in one run and prints the speed-ups.
+// Beside each prefill rate: its weight FLOPs per second (2 x the layers' projection weights per
+// token, the LM head on the last token only, attention not counted) and, measured in the same
+// run at the same thread count, this machine's plain GEMM rate on the prefill's own product
+// shapes (B * T tokens through q, k, v, o, gate, up and down), so each figure is also a ratio.
 #include <chrono>
 #include <filesystem>
 #include <iostream>
@@ -14,6 +18,34 @@
 #include "trainer/args.h"
 
 using namespace c2c;
+
+namespace {
+
+// GFLOP/s of torch::linear over one layer's seven projection shapes at `tokens` rows (the best
+// of `reps` passes over all seven).
+double plain_gemm_gflops(const ModelConfig& c, int64_t tokens, int64_t reps) {
+  const int64_t h = c.hidden_size, q = c.num_heads * c.head_dim, kv = c.num_kv_heads * c.head_dim,
+                m = c.intermediate_size;
+  const std::vector<std::pair<int64_t, int64_t>> shapes = {{h, q}, {h, kv}, {h, kv}, {q, h}, {h, m}, {h, m}, {m, h}};
+  std::vector<torch::Tensor> xs, ws;
+  double flop = 0;
+  for (const auto& [in, out] : shapes) {
+    xs.push_back(torch::randn({tokens, in}));
+    ws.push_back(torch::randn({out, in}));
+    flop += 2.0 * static_cast<double>(tokens * in * out);
+  }
+  torch::NoGradGuard no_grad;
+  double best = 0;
+  for (int64_t r = 0; r <= reps; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    for (size_t i = 0; i < shapes.size(); ++i) torch::linear(xs[i], ws[i]);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (r > 0) best = std::max(best, flop / s / 1e9);  // r == 0 warms up
+  }
+  return best;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   try {
@@ -50,20 +82,31 @@ int main(int argc, char** argv) {
     GenerateOptions opts;
     opts.max_new_tokens = new_tokens;
     // Every thread count interleaved repeat by repeat (after one warm-up each), best of the repeats.
-    std::vector<double> best_prefill(thread_counts.size(), 0), best_decode(thread_counts.size(), 0);
+    std::vector<double> best_prefill(thread_counts.size(), 0), best_decode(thread_counts.size(), 0),
+        gemm(thread_counts.size(), 0);
     for (int64_t r = 0; r <= repeats; ++r)
       for (size_t i = 0; i < thread_counts.size(); ++i) {
         torch::set_num_threads(thread_counts[i]);
         auto res = generate(*model, prompts, opts);
+        gemm[i] = std::max(gemm[i], plain_gemm_gflops(c, batch * prompt_tokens, 2));
         if (r == 0) continue;  // warm-up
         best_prefill[i] = std::max(best_prefill[i], res.timings.prefill_tokens / res.timings.prefill_s);
         best_decode[i] = std::max(best_decode[i], res.timings.decode_tokens / res.timings.decode_s);
       }
+    // Weight FLOPs of one prefill token (the LM head once per prompt, on its last token).
+    const double layer_weights = static_cast<double>(
+        c.hidden_size * (2 * c.num_heads * c.head_dim + 2 * c.num_kv_heads * c.head_dim) +
+        3 * c.hidden_size * c.intermediate_size);
+    const double flop_per_token = 2.0 * (static_cast<double>(c.num_layers) * layer_weights +
+                                         static_cast<double>(c.hidden_size * c.vocab_size) / prompt_tokens);
     std::cout << "batch " << batch << ", prompt " << prompt_tokens << " tokens, " << new_tokens
               << " new tokens (best of " << repeats << ")\n";
     for (size_t i = 0; i < thread_counts.size(); ++i)
       std::cout << "  " << thread_counts[i] << " thread(s): prefill " << static_cast<int64_t>(best_prefill[i])
-                << " tokens/s, decode " << static_cast<int64_t>(best_decode[i]) << " tokens/s\n";
+                << " tokens/s (" << best_prefill[i] * flop_per_token / 1e9 << " GFLOP/s, "
+                << 100 * best_prefill[i] * flop_per_token / 1e9 / gemm[i] << "% of the plain GEMM rate "
+                << gemm[i] << " GFLOP/s on its shapes), decode " << static_cast<int64_t>(best_decode[i])
+                << " tokens/s\n";
     for (size_t i = 1; i < thread_counts.size(); ++i)
       std::cout << "  speed at " << thread_counts[i] << " threads over " << thread_counts[0]
                 << " (same run): prefill " << best_prefill[i] / best_prefill[0] << "x, decode "

@@ -122,11 +122,17 @@ TEST(Benchmark, LoadKeepsGoodLinesAndNamesBadOnes) {
       R"({"question": "Q?", "choices": ["a", ""], "answer": 0})"
       "\n"
       // 15: not an object
-      R"(["question", "choices"])");
+      R"(["question", "choices"])"
+      "\n"
+      // 16: good, with the entity it is about
+      R"({"id": "q16", "question": "Where does Kalo live?", "entity": "Kalo", "choices": ["a", "b"], "answer": 0})"
+      "\n"
+      // 17: an entity the question does not name
+      R"({"question": "Where does Kalo live?", "entity": "Renvi", "choices": ["a", "b"], "answer": 0})");
   const McFile f = load_mc_jsonl(path);
   EXPECT_EQ(f.path, path);
 
-  ASSERT_EQ(f.items.size(), 4u);
+  ASSERT_EQ(f.items.size(), 5u);
   EXPECT_EQ(f.items[0].id, "q1");
   EXPECT_EQ(f.items[0].subject, "physics");
   EXPECT_EQ(f.items[0].question, "Unit of force?");
@@ -145,6 +151,9 @@ TEST(Benchmark, LoadKeepsGoodLinesAndNamesBadOnes) {
   EXPECT_EQ(f.items[3].subject, "all");
   EXPECT_EQ(f.items[3].answer, 2);
   EXPECT_EQ(f.items[3].line, 12);
+  EXPECT_EQ(f.items[3].entity, "");
+  EXPECT_EQ(f.items[4].id, "q16");
+  EXPECT_EQ(f.items[4].entity, "Kalo");
 
   const std::vector<std::pair<int, std::string>> expected = {
       {4, "\"question\" is missing"},
@@ -157,6 +166,7 @@ TEST(Benchmark, LoadKeepsGoodLinesAndNamesBadOnes) {
       {13, "\"answer\" \"1\" is not a letter"},
       {14, "\"choices\"[1] (B) is empty"},
       {15, "expected a JSON object, got array"},
+      {17, "\"entity\" \"Renvi\" does not occur in the question"},
   };
   ASSERT_EQ(f.errors.size(), expected.size());
   for (size_t i = 0; i < expected.size(); ++i) {

@@ -30,13 +30,15 @@ std::string toy_sharer(const std::string& dir) {
   return out;
 }
 
-std::vector<McItem> questions() {
+std::vector<McItem> questions(bool with_entities = false) {
   const char* qs[] = {"Which city does Kalomi live in?", "What pet does Dorvi keep?",
                       "What is the job of Senbra?", "Where does Ulvarwen live?", "What pet does Is keep?"};
+  const char* names[] = {"Kalomi", "Dorvi", "Senbra", "Ulvarwen", "Is"};
   std::vector<McItem> items;
   for (int i = 0; i < 5; ++i) {
     McItem it;
     it.id = "q" + std::to_string(i);
+    if (with_entities) it.entity = names[i];
     it.subject = i % 2 ? "pet" : "city";
     it.question = qs[i];
     it.choices = {"Arden", "cat", "owl"};
@@ -114,6 +116,54 @@ TEST(KvProbe, FeaturesAreTheCacheAtTheFusedSlots) {
   }
 }
 
+TEST(KvProbe, TheNameSlotIsTheFusedSlotThatEndsTheName) {
+  const auto dir = test::temp_dir("kv_probe_name");
+  const std::string sdir = toy_sharer(dir);
+  auto model = LLM::load(sdir);
+  auto stok = Tokenizer::load(sdir);
+  auto rtok = Tokenizer::load(test::source_path("recipes/toy/receiver_tokenizer"));
+  const auto items = questions(true);
+  const int64_t K = 1;
+  const auto feats = kv_probe_features(*model, *stok, *rtok, items, AlignMethod::span_tail, K, 2, true);
+  const int64_t L = model->config().num_layers;
+  ASSERT_EQ(static_cast<int64_t>(feats.size()), L * (K + 2));
+  for (size_t i = 0; i < items.size(); ++i) {
+    const PairedSample s = make_paired_sample(
+        *rtok, {stok.get()}, {{"user", items[i].question}, {"assistant", items[i].choices[items[i].answer]}},
+        AlignMethod::span_tail);
+    const auto& sh = s.sharers[0];
+    const int64_t end = entity_end_token(*stok, sh.ids, items[i].question, items[i].entity);
+    // The token that ends the name: its prefix decodes to "... Which city does Kalomi", one
+    // token less does not reach the name's end.
+    const std::vector<int64_t> upto(sh.ids.begin(), sh.ids.begin() + end + 1), less(sh.ids.begin(), sh.ids.begin() + end);
+    const std::string q = items[i].question, before = q.substr(0, q.find(items[i].entity) + items[i].entity.size());
+    const std::string text = stok->decode(upto);
+    EXPECT_EQ(text.substr(text.size() - before.size()), before) << "item " << i;
+    EXPECT_EQ(stok->decode(less).find(before), std::string::npos) << "item " << i;
+    // Every name here ends a word, so each alignment fuses its last token: the name's slot is it.
+    std::set<int64_t> slots;
+    for (int64_t x : sh.slot_of)
+      if (x >= 0) slots.insert(x);
+    ASSERT_TRUE(slots.count(end)) << "item " << i << ": the name's last token is not fused";
+    torch::NoGradGuard ng;
+    KVCache cache = model->new_cache(1, 0);
+    model->forward(torch::tensor(sh.ids, torch::kInt64).view({1, -1}), {}, cache, true);
+    for (int64_t l = 0; l < L; ++l) {
+      auto kv = torch::cat({cache.key(l), cache.value(l)}, 1).permute({0, 2, 1, 3})[0];
+      kv = kv.reshape({kv.size(0), -1});
+      const auto& [key, x] = feats[l * (K + 2) + K + 1];
+      EXPECT_EQ(key.second, "name's slot");
+      EXPECT_TRUE(torch::allclose(x[i], kv[end], 1e-5, 1e-5)) << "item " << i << " layer " << l;
+    }
+  }
+  // An item without its entity is named.
+  auto bad = items;
+  bad[3].entity.clear();
+  EXPECT_NE(test::error_of([&] { kv_probe_features(*model, *stok, *rtok, bad, AlignMethod::span_tail, K, 2, true); })
+                .find("item 'q3' (line 4) names no \"entity\""),
+            std::string::npos);
+}
+
 TEST(KvProbe, RunGivesEveryLayerAndPositionAndItsBest) {
   const auto dir = test::temp_dir("kv_probe_run");
   const std::string sdir = toy_sharer(dir);
@@ -147,6 +197,23 @@ TEST(KvProbe, RunGivesEveryLayerAndPositionAndItsBest) {
   EXPECT_EQ(j["rows"].size(), r.rows.size());
   EXPECT_EQ(j["best"]["test_accuracy"].get<double>(), best);
   EXPECT_NE(r.table().find("best: layer"), std::string::npos);
+  // Questions that name their entity add the name's slot to every layer.
+  auto write_named = [&](const std::string& name) {
+    std::string text;
+    for (const auto& it : questions(true))
+      text += nlohmann::json{{"subject", it.subject}, {"question", it.question}, {"entity", it.entity},
+                             {"choices", it.choices}, {"answer", it.answer}}.dump() + "\n";
+    const std::string path = join_path(dir, name);
+    write_file_atomic(path, text);
+    return path;
+  };
+  KvProbeOptions named = o;
+  named.train = write_named("train_named.jsonl");
+  named.test = write_named("test_named.jsonl");
+  const KvProbeReport rn = run_kv_probe(named, log);
+  ASSERT_EQ(static_cast<int64_t>(rn.rows.size()), 3 * (o.positions_from_end + 2));
+  EXPECT_EQ(rn.rows[o.positions_from_end + 1].position, "name's slot");
+  EXPECT_NE(rn.table().find("name's slot"), std::string::npos);
   // Bad input names the file.
   o.test = join_path(dir, "missing.jsonl");
   EXPECT_NE(test::error_of([&] { run_kv_probe(o, log); }).find("missing.jsonl"), std::string::npos);
