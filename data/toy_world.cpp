@@ -51,7 +51,6 @@ struct Attribute {
   std::vector<std::string> values;
   std::vector<std::string> facts;      // "{N}" and "{V}" are replaced
   std::vector<std::string> questions;  // "{N}"
-  std::string lookup;                  // "{V}": the lookup record's question
 };
 
 const std::vector<Attribute>& attribute_table() {
@@ -59,23 +58,19 @@ const std::vector<Attribute>& attribute_table() {
       {"city",
        {"Arden", "Belmora", "Corvin", "Dunmere", "Eskel", "Farrow", "Glent", "Harrow", "Istra", "Jorvik"},
        {"{N} lives in {V}.", "{N} has a home in {V}.", "The home town of {N} is {V}."},
-       {"Which city does {N} live in?", "Where does {N} live?"},
-       "who lives in {V}?"},
+       {"Which city does {N} live in?", "Where does {N} live?"}},
       {"job",
        {"baker", "painter", "sailor", "doctor", "farmer", "teacher", "miner", "singer", "tailor", "potter"},
        {"{N} works as a {V}.", "{N} is a {V} by trade.", "By profession, {N} is a {V}."},
-       {"What does {N} do for a living?", "What is the job of {N}?"},
-       "who works as a {V}?"},
+       {"What does {N} do for a living?", "What is the job of {N}?"}},
       {"pet",
        {"cat", "dog", "owl", "newt", "goat", "hawk", "frog", "crow", "mouse", "snake"},
        {"{N} keeps a {V}.", "{N} has a pet {V}.", "{N} owns a {V}."},
-       {"What pet does {N} keep?", "Which animal does {N} keep?"},
-       "who keeps a {V}?"},
+       {"What pet does {N} keep?", "Which animal does {N} keep?"}},
       {"colour",
        {"red", "blue", "green", "amber", "violet", "grey", "white", "black", "golden", "teal"},
        {"The favourite colour of {N} is {V}.", "{N} likes {V} best.", "{N} loves the colour {V}."},
-       {"What is the favourite colour of {N}?", "Which colour does {N} like best?"},
-       "who likes {V} best?"},
+       {"What is the favourite colour of {N}?", "Which colour does {N} like best?"}},
   };
   return t;
 }
@@ -137,7 +132,6 @@ ToyWorld::ToyWorld(const ToyWorldOptions& options) : opt_(options) {
     attribute(a);
     C2C_CHECK(seen_attr.insert(a).second, "toy world: attribute '", a, "' given twice");
   }
-  C2C_CHECK(opt_.lookups >= 0 && opt_.lookups <= 16, "toy world: --lookups must be in [0, 16], got ", opt_.lookups);
   C2C_CHECK(opt_.known_in_fuser >= 0 && opt_.known_in_fuser < 1, "toy world: known_in_fuser must be in [0, 1), got ",
             opt_.known_in_fuser);
   Rng rng(opt_.seed);
@@ -213,29 +207,6 @@ std::vector<LmRecord> ToyWorld::sharer_corpus() const {
                           {"assistant", biography(e, 0, true)}}});
     }
   }
-  // Lookups: e and another person of the world whose value differs, in a random order. Their
-  // own generator, so that a world without lookups is the world made before they existed.
-  Rng lk(opt_.seed + 6);
-  const auto world_size = static_cast<int64_t>(opt_.entities);
-  for (int64_t i = 0; i < world_size && opt_.lookups > 0; ++i) {
-    const ToyEntity& e = entities_[i];
-    for (size_t a = 0; a < opt_.attributes.size(); ++a) {
-      const Attribute& at = attribute(opt_.attributes[a]);
-      for (int64_t r = 0; r < opt_.lookups; ++r) {
-        const ToyEntity* other = nullptr;
-        for (int tries = 0; other == nullptr || other->values[a] == e.values[a]; ++tries) {
-          C2C_CHECK(tries < 10000, "toy world: no person with another ", at.name, " than ", e.name,
-                    " for a lookup record\nHINT: raise --entities or pass --lookups 0");
-          other = &entities_[lk.below(world_size)];
-        }
-        const bool first = lk.below(2) == 0;
-        const std::string& n1 = first ? e.name : other->name;
-        const std::string& n2 = first ? other->name : e.name;
-        out.push_back({"", {{"user", n1 + " or " + n2 + ": " + fill_in(at.lookup, "", at.values[e.values[a]])},
-                            {"assistant", e.name}}});
-      }
-    }
-  }
   Rng(opt_.seed + 1).shuffle(out);
   return out;
 }
@@ -299,7 +270,6 @@ void ToyWorld::write(const std::string& dir) const {
                       {"practice", opt_.practice},
                       {"bio_copies", opt_.bio_copies},
                       {"known_in_fuser", opt_.known_in_fuser},
-                      {"lookups", opt_.lookups},
                       {"attributes", opt_.attributes}};
   nlohmann::json values = nlohmann::json::object();
   for (const auto& a : opt_.attributes) values[a] = attribute(a).values;

@@ -27,12 +27,6 @@ struct ToyWorldOptions {
   int64_t practice = 300;       // fresh entities for the receiver's read-the-context practice
   int64_t bio_copies = 3;       // paraphrased biographies per entity in pretraining
   double known_in_fuser = 0.3;  // fuser data: this share of samples are about known entities
-  // Lookup records in the sharer's corpus, per entity and attribute: two names first, then the
-  // question which of them has a value ("Kalo or Renvi: who lives in Arden?" -> "Kalo"). To
-  // answer, the sharer must have recalled each person's attributes at the person's name, before
-  // it reads what is asked: the name's cached K/V then hold them, where a fuser can read them.
-  // 0 (the worlds made before) writes none.
-  int64_t lookups = 0;
 };
 
 struct ToyEntity {

@@ -18,9 +18,9 @@
 #
 # A model already in runs/toy-$SEED (receiver/ or sharer/ with model.safetensors) is reused, not
 # pretrained again. Environment: SHARER_CONFIG (default recipes/toy/sharer_config.json),
-# TOY_OUT (the run folder, default runs/toy-$SEED), CONTINUE (default 1), LOOKUPS (lookup records per person and attribute in the sharer's corpus,
-# `c2c toy-world --lookups`; default 0), ONLY=receiver|sharer (pretrain that model only and stop before the check:
-# to spread seeds over cores; a later run without ONLY reuses it). About 45 minutes on 2 cores
+# TOY_OUT (the run folder, default runs/toy-$SEED), CONTINUE (default 1), ONLY=receiver|sharer
+# (pretrain that model only and stop before the check: to spread seeds over cores; a later run
+# without ONLY reuses it). About 45 minutes on 2 cores
 # (the sharer, 600 entities, is the long one).
 # The tokenizers in recipes/toy/*_tokenizer are fixed (scripts/make_toy_tokenizers.py made them).
 set -euo pipefail
@@ -32,14 +32,12 @@ OUT=${TOY_OUT:-runs/toy-$SEED}
 C2C=build/c2c
 SHARER_CONFIG=${SHARER_CONFIG:-recipes/toy/sharer_config.json}
 CONTINUE=${CONTINUE:-1}
-LOOKUPS=${LOOKUPS:-0}
 [ -x "$C2C" ] || { echo "make_toy_world: build first (bash scripts/setup.sh)"; exit 1; }
 [ -f "$SHARER_CONFIG" ] || { echo "make_toy_world: SHARER_CONFIG '$SHARER_CONFIG' does not exist"; exit 1; }
 [[ "$CONTINUE" =~ ^[0-9]+$ ]] || { echo "make_toy_world: CONTINUE must be a non-negative integer, got '$CONTINUE'"; exit 1; }
-[[ "$LOOKUPS" =~ ^[0-9]+$ ]] || { echo "make_toy_world: LOOKUPS must be a non-negative integer, got '$LOOKUPS'"; exit 1; }
 mkdir -p "$OUT"
 $C2C toy-world --seed "$SEED" --entities "$ENTITIES" --known $((ENTITIES / 4)) --eval $((ENTITIES / 6)) \
-  --validation $((ENTITIES / 12)) --lookups "$LOOKUPS" --out "$OUT/world"
+  --validation $((ENTITIES / 12)) --out "$OUT/world"
 
 # Sharer: every entity. Two stages (the second continues the first with a fresh schedule): this
 # is how the shipped seed-0 sharer was made; one 4000-step stage left it at ~17% recall.

@@ -12,8 +12,8 @@
 # PAIR (a folder with receiver/ and sharer/ to use instead of the shipped or made pair), TAG (a
 # suffix of the run folders, to keep runs of several pairs apart).
 # Each run: runs/toy-$SEED/fuser-$ALIGN-$VARIANT[-$STEPS][-$TAG]/{fuser,eval}.
-# The fuser evaluated is best/: the step of the lowest held-out loss on the world's validation
-# people (the demo recipe's model selection), which the run's train.log names.
+# The fuser evaluated is best/: the step of the highest exact match (ties: the lower loss) on the
+# world's validation people (the demo recipe's model selection), which the run's train.log names.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SEED=${1:-0}

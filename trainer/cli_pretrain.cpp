@@ -26,13 +26,11 @@ const char* kPretrainUsage =
 const char* kToyUsage =
     "usage: c2c toy-world --out DIR [--seed 0] [--entities 600] [--known 150] [--eval 100]\n"
     "                     [--validation 50] [--attributes city,job,pet] [--practice 300]\n"
-    "                     [--bio-copies 3] [--known-in-fuser 0.3] [--lookups 0]\n\n"
+    "                     [--bio-copies 3] [--known-in-fuser 0.3]\n\n"
     "Writes a seeded fictional world (data/toy_world.h): world.json, the sharer's and the receiver's\n"
     "pretraining corpora, fuser_train.jsonl and validation.jsonl (for `c2c prepare`: the fuser's\n"
     "training data and its model-selection data, about other people) and the benchmark files\n"
-    "eval_heldout.jsonl, eval_known.jsonl, eval_fuser_train.jsonl, eval_validation.jsonl (for `c2c eval`).\n"
-    "--lookups N adds N lookup records per person and attribute to the sharer's corpus (\"A or B: who\n"
-    "lives in Arden?\" -> the one who does), which make the sharer recall at a person's name.\n";
+    "eval_heldout.jsonl, eval_known.jsonl, eval_fuser_train.jsonl, eval_validation.jsonl (for `c2c eval`).\n";
 
 std::vector<std::string> split_commas(const std::string& s) {
   std::vector<std::string> out;
@@ -92,7 +90,6 @@ int cmd_toy_world(const std::vector<std::string>& argv) {
   o.practice = args.integer("practice", o.practice);
   o.bio_copies = args.integer("bio-copies", o.bio_copies);
   o.known_in_fuser = args.number("known-in-fuser", o.known_in_fuser);
-  o.lookups = args.integer("lookups", o.lookups);
   args.finish();
   ToyWorld world(o);
   world.write(out);

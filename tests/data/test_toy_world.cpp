@@ -2,7 +2,6 @@
 // world; the splits are disjoint and each corpus holds only what its reader may know.
 #include <gtest/gtest.h>
 
-#include <map>
 #include <set>
 
 #include "data/benchmark.h"
@@ -117,51 +116,4 @@ TEST(ToyWorld, BadOptionsAreNamed) {
   o = ToyWorldOptions{};
   o.attributes = {"city", "height"};
   EXPECT_NE(test::error_of([&] { ToyWorld w(o); }).find("unknown attribute 'height'"), std::string::npos);
-}
-
-TEST(ToyWorld, LookupRecordsAskWhichOfTwoPeopleHasAValueAndAddOnlyThemselves) {
-  ToyWorldOptions o;
-  o.entities = 60;
-  o.known = 15;
-  o.eval = 10;
-  o.validation = 5;
-  o.practice = 20;
-  const ToyWorld plain(o);
-  o.lookups = 2;
-  const ToyWorld with(o);
-  std::map<std::string, const ToyEntity*> by_name;
-  for (const auto& e : with.entities()) by_name[e.name] = &e;
-  std::multiset<std::string> before, after;
-  for (const auto& r : plain.sharer_corpus()) before.insert(all_text({r}));
-  int64_t lookups = 0;
-  for (const auto& r : with.sharer_corpus()) {
-    const std::string t = all_text({r});
-    if (r.messages.size() != 2 || r.messages[0].content.find(" or ") == std::string::npos) {
-      after.insert(t);
-      continue;
-    }
-    ++lookups;
-    // "A or B: who lives in V?" -> A or B, the one whose value is V; the other's differs.
-    const std::string& q = r.messages[0].content;
-    const size_t orp = q.find(" or "), colon = q.find(": ");
-    ASSERT_NE(colon, std::string::npos) << q;
-    const std::string n1 = q.substr(0, orp), n2 = q.substr(orp + 4, colon - orp - 4);
-    const std::string& ans = r.messages[1].content;
-    ASSERT_TRUE(ans == n1 || ans == n2) << q << " -> " << ans;
-    const ToyEntity* yes = by_name.at(ans);
-    const ToyEntity* no = by_name.at(ans == n1 ? n2 : n1);
-    EXPECT_NE(yes->split, "practice");
-    EXPECT_NE(no->split, "practice");
-    size_t a = 0;
-    for (; a < o.attributes.size(); ++a)
-      if (q.find(" " + with.answer(*yes, a) + " ") != std::string::npos ||
-          q.find(" " + with.answer(*yes, a) + "?") != std::string::npos)
-        break;
-    ASSERT_LT(a, o.attributes.size()) << q << ": names none of " << ans << "'s values";
-    EXPECT_NE(yes->values[a], no->values[a]) << q;
-  }
-  EXPECT_EQ(lookups, 2 * o.entities * static_cast<int64_t>(o.attributes.size()));
-  EXPECT_EQ(before, after) << "lookups must add records, not change the others";
-  o.lookups = -1;
-  EXPECT_NE(test::error_of([&] { ToyWorld w(o); }).find("--lookups must be in [0, 16], got -1"), std::string::npos);
 }
