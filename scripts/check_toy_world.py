@@ -18,8 +18,9 @@ T2T is reported, not checked. Standard library only.
   python3 scripts/check_toy_world.py REPORT_JSON WORLD_DIR [--probe PROBE_JSON] [--failed FILE]
 
 --failed FILE: writes what missed a threshold, one per line (empty when all pass): "receiver"
-(known people), "sharer" (accuracy or probe), "world" (the receiver above chance on people it
-never read: no pretraining fixes that), for make_toy_world.sh's rule of continuing pretraining.
+(known people), "sharer" (its accuracy), "cache" (the probe), "world" (the receiver above chance
+on people it never read: no pretraining fixes that), for make_toy_world.sh's rule of continuing
+pretraining.
 Exit 0: every threshold met; 1: a threshold missed (each named on stderr); 2: bad input.
 """
 import json
@@ -121,7 +122,7 @@ def main():
         checks.append(("sharer", f"sharer on {split} >= {SHARER_ALL:.0%}", s, SHARER_ALL, s >= SHARER_ALL))
     if probe_path:
         p, where, align = probe_best(probe_path)
-        checks.append(("sharer", f"probe of the sharer's K/V ({align} slots; best: {where}) on heldout >= "
+        checks.append(("cache", f"probe of the sharer's K/V ({align} slots; best: {where}) on heldout >= "
                                  f"{PROBE_HELDOUT:.0%}", p, PROBE_HELDOUT, p >= PROBE_HELDOUT))
     failed = 0
     for _, what, value, bound, ok in checks:

@@ -8,7 +8,8 @@
 #
 #   bash scripts/toy_seed.sh SEED [ENTITIES]
 #
-# About 75 minutes on 2 cores for 600 people: ~45 pretraining (both cores), ~25 the fuser (one).
+# For 600 people: ~20 minutes of pretraining on 2 cores with nothing else running, then the
+# check, then the two fusers side by side (one core each; 2,000 steps at most).
 # Outputs in runs/toy-$SEED. Environment: STEPS (fuser steps, default 2000), ALIGN (default
 # span_tail), VARIANTS (default "projection_fusion full"; "full projection_fusion projection" for
 # the whole ablation ladder, two at a time).
