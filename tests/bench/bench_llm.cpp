@@ -21,12 +21,17 @@ using namespace c2c;
 
 namespace {
 
+// One layer's seven projections as (in, out): q, k, v, o, gate, up, down.
+std::vector<std::pair<int64_t, int64_t>> layer_shapes(const ModelConfig& c) {
+  const int64_t h = c.hidden_size, q = c.num_heads * c.head_dim, kv = c.num_kv_heads * c.head_dim,
+                m = c.intermediate_size;
+  return {{h, q}, {h, kv}, {h, kv}, {q, h}, {h, m}, {h, m}, {m, h}};
+}
+
 // GFLOP/s of torch::linear over one layer's seven projection shapes at `tokens` rows (the best
 // of `reps` passes over all seven).
 double plain_gemm_gflops(const ModelConfig& c, int64_t tokens, int64_t reps) {
-  const int64_t h = c.hidden_size, q = c.num_heads * c.head_dim, kv = c.num_kv_heads * c.head_dim,
-                m = c.intermediate_size;
-  const std::vector<std::pair<int64_t, int64_t>> shapes = {{h, q}, {h, kv}, {h, kv}, {q, h}, {h, m}, {h, m}, {m, h}};
+  const auto shapes = layer_shapes(c);
   std::vector<torch::Tensor> xs, ws;
   double flop = 0;
   for (const auto& [in, out] : shapes) {
@@ -94,9 +99,8 @@ int main(int argc, char** argv) {
         best_decode[i] = std::max(best_decode[i], res.timings.decode_tokens / res.timings.decode_s);
       }
     // Weight FLOPs of one prefill token (the LM head once per prompt, on its last token).
-    const double layer_weights = static_cast<double>(
-        c.hidden_size * (2 * c.num_heads * c.head_dim + 2 * c.num_kv_heads * c.head_dim) +
-        3 * c.hidden_size * c.intermediate_size);
+    double layer_weights = 0;
+    for (const auto& [in, out] : layer_shapes(c)) layer_weights += static_cast<double>(in * out);
     const double flop_per_token = 2.0 * (static_cast<double>(c.num_layers) * layer_weights +
                                          static_cast<double>(c.hidden_size * c.vocab_size) / prompt_tokens);
     std::cout << "batch " << batch << ", prompt " << prompt_tokens << " tokens, " << new_tokens
