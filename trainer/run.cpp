@@ -184,6 +184,9 @@ static std::string train(const Recipe& input_recipe, int64_t stop_after, bool& a
   const auto tau_at = [&trainer](int64_t s) {
     return trainer.fusers().sharers.at(0).fuser->temperature_at(s);
   };
+  // The progress line shows the temperature only where some fuser has gates to anneal.
+  bool gated = false;
+  for (const auto& set : trainer.fusers().sharers) gated = gated || set.fuser->gate_logits().defined();
   {
     StreamVocabularies vocab;
     vocab.receiver = trainer.pipeline().receiver()->config().vocab_size;
@@ -489,8 +492,9 @@ static std::string train(const Recipe& input_recipe, int64_t stop_after, bool& a
       if (row.contains("eval_loss"))
         line << "  eval " << row["eval_loss"].get<double>() << " (" << std::setprecision(1)
              << 100 * row["eval_accuracy"].get<double>() << "% exact)" << std::setprecision(4);
-      line << "  lr " << std::scientific << std::setprecision(2) << lr << "  tau " << tau
-           << std::fixed << std::setprecision(0) << "  " << tps << " tok/s  mem "
+      line << "  lr " << std::scientific << std::setprecision(2) << lr;
+      if (gated) line << "  tau " << tau;
+      line << std::fixed << std::setprecision(0) << "  " << tps << " tok/s  mem "
            << compat::peak_host_memory_bytes() / (1 << 20) << " MiB  left "
            << format_duration(eta);
       if (tty)
