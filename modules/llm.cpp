@@ -203,18 +203,18 @@ torch::Tensor LLM::forward_hidden(const torch::Tensor& ids_in, const torch::Tens
   auto cos = emb.cos().to(opts_.dtype).unsqueeze(1);  // (B, 1, T, D)
   auto sin = emb.sin().to(opts_.dtype).unsqueeze(1);
 
-  // Attention bias (B, 1, T, S): causal in slot order, holes hidden; a padding query sees
-  // itself so its (ignored) row never becomes all -inf.
+  // Which slots each query attends to, (B, 1, T, S) for scaled_dot_product_attention's boolean
+  // mask: causal in slot order, holes hidden; a padding query sees itself so its (ignored) row
+  // never becomes all -inf.
   auto dev_i64 = torch::TensorOptions().dtype(torch::kInt64).device(opts_.device);
   auto slot = torch::arange(S, dev_i64);
   auto qslot = torch::arange(S_old, S, dev_i64);
   auto causal = slot.unsqueeze(0) <= qslot.unsqueeze(1);                                  // (T, S)
   auto valid_all = torch::cat({cache.valid(), mask}, 1);                                  // (B, S)
   auto self = slot.unsqueeze(0) == qslot.unsqueeze(1);                                    // (T, S)
-  auto allowed = causal.unsqueeze(0).logical_and(valid_all.unsqueeze(1).logical_or(self.unsqueeze(0)));
-  auto bias = torch::zeros({B, 1, T, S}, torch::TensorOptions().dtype(opts_.dtype).device(opts_.device))
-                  .masked_fill(allowed.logical_not().view({B, 1, T, S}),
-                               -std::numeric_limits<float>::infinity());
+  auto allowed = causal.unsqueeze(0)
+                     .logical_and(valid_all.unsqueeze(1).logical_or(self.unsqueeze(0)))
+                     .view({B, 1, T, S});
   const double scale = 1.0 / std::sqrt(static_cast<double>(D));
 
   auto x = embed_.index_select(0, ids.reshape({-1})).view({B, T, E});
@@ -240,7 +240,7 @@ torch::Tensor LLM::forward_hidden(const torch::Tensor& ids_in, const torch::Tens
     auto Vc = cache.value_pending(l);
     // Grouped-query attention without repeating K/V (enable_gqa): LibTorch's fused attention
     // (flash attention on the CPU, one parallel loop over batch, heads and query blocks).
-    auto attn = at::scaled_dot_product_attention(q, K, Vc, bias, 0.0, false, scale, G > 1)
+    auto attn = at::scaled_dot_product_attention(q, K, Vc, allowed, 0.0, false, scale, G > 1)
                     .transpose(1, 2).reshape({B * T, Hq * D});
     x = x + project(attn, L.o_w).view({B, T, E});
     h = rms_norm(x, L.post_norm).reshape({B * T, E});
